@@ -1,0 +1,140 @@
+"""Executors: who trains a study's runs. In process, a process pool, or Ray tasks.
+
+Every executor calls the same `run_one`, and gradprobe's own checkpoints are the source of truth
+for resuming, whoever runs a run: an executor never restarts a run from step 0 behind the
+trainer's back (Ray Tune's experiment restore can; we use plain Ray tasks instead).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gradprobe.config import DataConfig, RunConfig
+from gradprobe.errors import InputError
+from gradprobe.progress import ConsoleProgress, Progress
+from gradprobe.train.rundir import RunBusyError
+
+
+@dataclass(frozen=True)
+class RunTask:
+    name: str
+    config: RunConfig
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    name: str
+    state: str  # completed | diverged | failed | busy
+    message: str = ""
+    skipped: bool = False  # finished before this study invocation: left alone
+
+
+def run_one(task: RunTask, progress: Progress, splits: object | None = None) -> RunOutcome:
+    """Train one run; never raises for a run's own failure (the run directory records it)."""
+    from gradprobe.train import train
+
+    try:
+        result = train(task.config, task.run_dir, name=task.name, progress=progress,
+                       splits=splits)  # type: ignore[arg-type]
+    except RunBusyError as error:
+        return RunOutcome(task.name, "busy", str(error))
+    except Exception as error:  # recorded with its traceback in the run's status.json
+        progress.message(f"{task.name}: failed: {type(error).__name__}: {error}")
+        return RunOutcome(task.name, "failed", f"{type(error).__name__}: {error}")
+    return RunOutcome(task.name, result.state, skipped=result.skipped)
+
+
+def execute_local(tasks: list[RunTask], progress: Progress) -> list[RunOutcome]:
+    """One run after another in this process; each distinct dataset is loaded once."""
+    from gradprobe.data import load_dataset_from_config
+
+    loaded: dict[DataConfig, object] = {}
+    outcomes = []
+    for task in tasks:
+        data = task.config.data
+        if data not in loaded:
+            loaded[data] = load_dataset_from_config(data)
+        outcomes.append(run_one(task, progress, loaded[data]))
+    return outcomes
+
+
+def _pool_initializer(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _pool_run(task: RunTask) -> RunOutcome:
+    return run_one(task, ConsoleProgress(bars=False))
+
+
+def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[RunOutcome]:
+    """N runs at once in worker processes, torch threads split so they don't oversubscribe."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
+    outcomes: dict[str, RunOutcome] = {}
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_pool_initializer, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(_pool_run, task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            task = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as error:  # the worker process itself died
+                outcome = RunOutcome(task.name, "failed", f"worker died: {error}")
+            _report(progress, outcome)
+            outcomes[task.name] = outcome
+    return [outcomes[task.name] for task in tasks]
+
+
+def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = None,
+                gpus_per_run: float | None = None) -> list[RunOutcome]:
+    """Each run a Ray task with its own CPU/GPU share, writing into the (shared) study directory."""
+    try:
+        import ray
+    except ImportError as error:
+        raise InputError('--executor ray needs Ray: pip install "gradprobe[ray]".') from error
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=True,
+                 include_dashboard=False)
+    try:
+        if gpus_per_run is None:
+            gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_run)
+        pending = {remote.remote(task): task for task in tasks}
+        outcomes: dict[str, RunOutcome] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(done[0])
+            try:
+                outcome = ray.get(done[0])
+            except Exception as error:  # the task's worker died (node lost, OOM kill, ...)
+                outcome = RunOutcome(task.name, "failed", f"Ray task failed: {error}")
+            _report(progress, outcome)
+            outcomes[task.name] = outcome
+        return [outcomes[task.name] for task in tasks]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_run(task: RunTask) -> RunOutcome:
+    import ray
+
+    # Reused Ray workers keep the thread count of their first task: set it for every task.
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    return run_one(task, ConsoleProgress(bars=False))
+
+
+def _report(progress: Progress, outcome: RunOutcome) -> None:
+    detail = f": {outcome.message}" if outcome.message else ""
+    progress.message(f"{outcome.name}: {outcome.state}{detail}")

@@ -1,0 +1,44 @@
+"""Presets: sizes merged under a study spec (the spec's own values win).
+
+`full` is exactly the assignment's setup; `quick` shrinks image size, width, images and epochs so
+the built-in study finishes in minutes on a 2-core CPU; `smoke` is for tests (seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradprobe.errors import InputError
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "data": {"image_size": 32, "images_per_class": 24},
+        "train": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 3},
+        "model": {"width": 0.125},
+    },
+    "quick": {
+        "data": {"image_size": 32, "images_per_class": 400},
+        "train": {"epochs": 8, "batch_size": 32},
+        "model": {"width": 0.25},
+    },
+    "full": {
+        # The assignment: 64x64, full width, 15 epochs, SGD 0.01, StepLR(5, 0.5), batch 32.
+        "data": {"image_size": 64, "images_per_class": 1000},
+        "train": {"epochs": 15, "batch_size": 32, "lr": 0.01, "optimizer": "sgd",
+                  "scheduler": "step", "step_size": 5, "gamma": 0.5},
+        "model": {"width": 1.0},
+    },
+}
+
+
+def get_preset(name: str) -> dict[str, dict[str, Any]]:
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def default_preset() -> str:
+    """`full` on a CUDA machine, else `quick`."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "quick"

@@ -1,0 +1,259 @@
+"""The study spec: what a YAML file (or a built-in study) declares, validated.
+
+A spec names shared settings (data, train, probe, model defaults), a list of runs, an optional
+comparison of some of them (the assignment's Step 4) and named experiments, each a base run and a
+grid of axes expanded into runs with readable names. `resolve` merges a preset under the spec and
+returns every run as a full `RunConfig`; identical runs are trained once and shared.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
+from gradprobe.errors import InputError
+
+# An axis may sweep any model option, any training option, the model name, or `residual`
+# (which swaps a residual model for its plain twin: He et al. 2016's plain vs residual nets).
+MODEL_AXES = tuple(name for name in ModelConfig.model_fields if name != "name")
+TRAIN_AXES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "scheduler")
+RESIDUAL_TWINS = {"resnet": "plain", "resnet18": "plain18", "resnet34": "plain34",
+                  "residual_stack": "plain_stack"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSpec(_Strict):
+    """One run: a model name plus any model or training option overrides."""
+
+    name: str | None = None  # run directory name; default: the model name
+    model: str  # registry name (see `gradprobe models`)
+    options: dict[str, Any] = Field(default_factory=dict)  # model options: depth, norm, init, ...
+    train: dict[str, Any] = Field(default_factory=dict)  # training overrides: lr, optimizer, ...
+
+
+class ComparisonSpec(_Strict):
+    """The assignment's Step 4: several models trained under one setup."""
+
+    title: str = "Model comparison"
+    runs: list[str]  # names of runs in `runs`
+
+
+class ExperimentSpec(_Strict):
+    """A question answered by a grid of variants of one base run."""
+
+    name: str  # short, used in run names: "<name>.<axis>=<value>,..."
+    title: str = ""
+    question: str = ""
+    base: RunSpec
+    axes: dict[str, list[Any]]
+
+    @field_validator("axes")
+    @classmethod
+    def _known_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        allowed = ("model", "residual", *MODEL_AXES, *TRAIN_AXES)
+        for axis, values in axes.items():
+            if axis not in allowed:
+                raise ValueError(f"unknown axis {axis!r}; allowed axes: {', '.join(allowed)}")
+            if not values:
+                raise ValueError(f"axis {axis!r} has no values")
+        return axes
+
+
+class StudySpec(_Strict):
+    """A whole study, as written in YAML."""
+
+    name: str
+    title: str = ""
+    description: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)  # DataConfig fields
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
+    probe: dict[str, Any] = Field(default_factory=dict)  # ProbeConfig fields
+    model: dict[str, Any] = Field(default_factory=dict)  # model option defaults (e.g. width)
+    runs: list[RunSpec] = Field(default_factory=list)
+    comparison: ComparisonSpec | None = None
+    experiments: list[ExperimentSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    name: str
+    config: RunConfig
+
+
+@dataclass
+class ResolvedStudy:
+    """Every run as a full config, plus the groups the report draws."""
+
+    spec: StudySpec
+    preset: str
+    runs: list[ResolvedRun]
+    comparison: dict[str, Any] | None
+    experiments: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The resolved spec written to `study.yaml`."""
+        first = self.runs[0].config if self.runs else None
+        return {
+            "name": self.spec.name, "title": self.spec.title,
+            "description": self.spec.description, "preset": self.preset,
+            "data": first.data.model_dump(mode="json") if first else {},
+            "train": first.train.model_dump(mode="json") if first else {},
+            "probe": first.probe.model_dump(mode="json") if first else {},
+            "comparison": self.comparison, "experiments": self.experiments,
+            "runs": [{"name": run.name, **run.config.model_dump(mode="json")}
+                     for run in self.runs],
+        }
+
+
+def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
+    """Parse and validate a spec from a YAML file path or a dict."""
+    if isinstance(source, dict):
+        raw, origin = source, "spec"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"study spec {path} does not exist; pass a YAML file or a built-in "
+                             "study name (see `gradprobe study --help`).")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise InputError(f"{path} is not valid YAML: {error}") from error
+        origin = str(path)
+        if not isinstance(raw, dict):
+            raise InputError(f"{path} must hold a YAML mapping with at least `name` and `runs` "
+                             "or `experiments`.")
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(_describe(error, origin)) from None
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for problem in error.errors():
+        path = _format_path(problem["loc"])
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against the documented keys)"
+        lines.append(f"  {path}: {message}")
+    return f"invalid study spec ({origin}):\n" + "\n".join(lines)
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str,
+            dataset: str | None = None) -> ResolvedStudy:
+    """Merge the preset under the spec and expand experiments into runs.
+
+    Precedence, lowest first: preset, spec's shared sections, a run's own overrides, an
+    experiment axis value. `dataset` (the CLI's --dataset) overrides the spec's dataset.
+    """
+    from gradprobe.models import list_models
+
+    known_models = set(list_models())
+    data = {**preset.get("data", {}), **spec.data}
+    if dataset is not None:
+        data["dataset"] = dataset
+    train = {**preset.get("train", {}), **spec.train}
+    probe = {**preset.get("probe", {}), **spec.probe}
+    model_defaults = {**preset.get("model", {}), **spec.model}
+
+    by_config: dict[RunConfig, str] = {}
+    runs: list[ResolvedRun] = []
+
+    def add(name: str, run: RunSpec, where: str) -> str:
+        if run.model not in known_models:
+            raise InputError(f"{where}.model: unknown model {run.model!r}; known models: "
+                             f"{', '.join(sorted(known_models))}.")
+        try:
+            config = RunConfig(
+                model=ModelConfig(name=run.model, **{**model_defaults, **run.options}),
+                data=DataConfig(**data), train=TrainConfig(**{**train, **run.train}),
+                probe=ProbeConfig(**probe),
+            )
+        except ValidationError as error:
+            raise InputError(_describe(error, where)) from None
+        if config in by_config:  # the same run asked for twice: train it once, share it
+            return by_config[config]
+        if any(existing.name == name for existing in runs):
+            raise InputError(f"{where}: two different runs are named {name!r}; give each run a "
+                             "unique `name`.")
+        by_config[config] = name
+        runs.append(ResolvedRun(name, config))
+        return name
+
+    run_names: dict[str, str] = {}
+    for index, run in enumerate(spec.runs):
+        declared = run.name or run.model
+        run_names[declared] = add(declared, run, f"runs[{index}]")
+
+    comparison = None
+    if spec.comparison is not None:
+        missing = [name for name in spec.comparison.runs if name not in run_names]
+        if missing:
+            raise InputError(f"comparison.runs: {missing} are not names of runs; known runs: "
+                             f"{', '.join(run_names)}.")
+        comparison = {"title": spec.comparison.title,
+                      "runs": [run_names[name] for name in spec.comparison.runs]}
+
+    experiments = []
+    for index, experiment in enumerate(spec.experiments):
+        variants = _expand(experiment, f"experiments[{index}]")
+        names, labels = [], {}
+        for label, run in variants:
+            name = add(f"{experiment.name}.{label}", run, f"experiments[{index}]")
+            names.append(name)
+            labels[name] = label
+        experiments.append({"name": experiment.name, "title": experiment.title or experiment.name,
+                            "question": experiment.question, "axes": experiment.axes,
+                            "runs": names, "labels": labels})
+    if not runs:
+        raise InputError("the study declares no runs: add `runs` or `experiments` to the spec.")
+    return ResolvedStudy(spec, preset_name, runs, comparison, experiments)
+
+
+def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]:
+    """The grid of an experiment: (label, run) for each combination of axis values."""
+    axes = list(experiment.axes)
+    variants = []
+    for combination in itertools.product(*(experiment.axes[axis] for axis in axes)):
+        values = dict(zip(axes, combination, strict=True))
+        model = values.get("model", experiment.base.model)
+        if "residual" in values:
+            model = _residual_twin(model, values["residual"], f"{where}.axes.residual")
+        options = {**experiment.base.options,
+                   **{k: v for k, v in values.items() if k in MODEL_AXES}}
+        train = {**experiment.base.train, **{k: v for k, v in values.items() if k in TRAIN_AXES}}
+        label = ",".join(f"{axis}={_label(value)}" for axis, value in values.items())
+        variants.append((label, RunSpec(model=model, options=options, train=train)))
+    return variants
+
+
+def _residual_twin(model: str, residual: Any, where: str) -> str:
+    if not isinstance(residual, bool):
+        raise InputError(f"{where}: values must be true or false, got {residual!r}.")
+    plain_to_residual = {plain: res for res, plain in RESIDUAL_TWINS.items()}
+    base = plain_to_residual.get(model, model)
+    if base not in RESIDUAL_TWINS:
+        raise InputError(f"{where}: the `residual` axis needs a model with a plain twin "
+                         f"({', '.join(f'{r}/{p}' for r, p in RESIDUAL_TWINS.items())}); "
+                         f"got {model!r}.")
+    return base if residual else RESIDUAL_TWINS[base]
+
+
+def _label(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

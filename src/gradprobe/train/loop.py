@@ -1,0 +1,427 @@
+"""One training run: model + data + optimiser + probe, written to a run directory.
+
+The run directory is the only output (see DESIGN.md). The newest checkpoint is the source of
+truth for resuming: metrics rows and the probe's history live inside it, so a run killed at any
+instant resumes to exactly the state an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradprobe.config import RunConfig
+from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
+from gradprobe.errors import InputError
+from gradprobe.models import build_model, count_parameters
+from gradprobe.probe import GradientProbe
+from gradprobe.progress import NullProgress, Progress
+from gradprobe.train import faults
+from gradprobe.train.checkpoint import (
+    CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from gradprobe.train.device import resolve_device
+from gradprobe.train.optim import build_optimizer, build_scheduler
+from gradprobe.train.rundir import RunDirectory, config_differences, versions
+from gradprobe.train.tensorboard import TensorBoardLogger
+
+FINISHED_STATES = ("completed", "diverged")
+
+
+@dataclass
+class RunResult:
+    """What `train` returns: the final state and the run's summary."""
+
+    run_dir: Path
+    state: str  # completed | diverged (a failure raises)
+    summary: dict[str, Any]
+    skipped: bool = False  # True when the run was already finished and left alone
+
+
+@dataclass
+class _Position:
+    """Where training stands: everything besides the weights a resume needs."""
+
+    epoch: int = 0  # 0-based index of the epoch in progress
+    batch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimiser steps done in total
+    loss_sum: float = 0.0  # this epoch's summed batch losses (weighted by batch size)
+    correct: int = 0  # this epoch's correct predictions so far
+    seen: int = 0  # this epoch's images so far
+    seconds: float = 0.0  # this epoch's training seconds so far
+    metrics_rows: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    splits: Splits | None = None,
+) -> RunResult:
+    """Train one run into `out_dir`, resuming it when it was interrupted.
+
+    A finished run (completed or diverged) is left alone unless `force`; a directory holding a
+    run with another config is refused with the differences. Divergence (a NaN or inf loss) is a
+    result: the run stops, is marked `diverged` with its step, and this returns normally.
+    """
+    progress = progress or NullProgress()
+    run_dir = RunDirectory(out_dir)
+    name = name or run_dir.path.name
+    lock = run_dir.lock()
+    try:
+        resolved = config.model_dump(mode="json")
+        finished = _check_existing(run_dir, resolved, force)
+        if finished is not None:
+            progress.message(f"{name}: already {finished.state}, left as it is "
+                             f"(use --force to train it again): {run_dir.path}")
+            return finished
+        if force:
+            _clear(run_dir)
+        return _Trainer(config, run_dir, name, progress, splits).run()
+    finally:
+        lock.release()
+
+
+def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any],
+                    force: bool) -> RunResult | None:
+    existing = run_dir.read_config()
+    if existing is None or force:
+        return None
+    differences = config_differences(existing.get("run", {}), resolved)
+    if differences:
+        listing = "\n  ".join(differences)
+        raise InputError(
+            f"{run_dir.path} holds a run with a different config:\n  {listing}\n"
+            "Use another --out, or --force to discard that run and train this config there."
+        )
+    status = run_dir.read_status() or {}
+    if status.get("state") in FINISHED_STATES and run_dir.summary_file.exists():
+        from gradprobe.util.atomic import read_json
+
+        return RunResult(run_dir.path, status["state"], read_json(run_dir.summary_file),
+                         skipped=True)
+    return None
+
+
+def _clear(run_dir: RunDirectory) -> None:
+    for path in (run_dir.config_file, run_dir.status_file, run_dir.metrics_file,
+                 run_dir.gradients_file, run_dir.summary_file, run_dir.path / CHECKPOINT,
+                 run_dir.path / PREVIOUS_CHECKPOINT):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run_dir.path / "tensorboard", ignore_errors=True)
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+        self.loss = loss
+
+
+class _Trainer:
+    """The state of one run while it trains; `run()` is the whole lifecycle."""
+
+    def __init__(self, config: RunConfig, run_dir: RunDirectory, name: str, progress: Progress,
+                 splits: Splits | None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.name = name
+        self.progress = progress
+        self.splits = splits
+        self.position = _Position()
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        _seed_everything(cfg.train.seed)
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.amp and self.device.type != "cuda":
+            raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
+                             f"this run is on {self.device.type}. Drop --amp or use a GPU.")
+        if self.splits is None:
+            self.splits = load_dataset_from_config(cfg.data)
+        splits = self.splits
+        self.model: nn.Module = build_model(
+            cfg.model.name, num_classes=splits.num_classes, in_channels=splits.in_channels,
+            **cfg.model.builder_options(),
+        ).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.train.amp else None
+        self.criterion = nn.CrossEntropyLoss()
+        loader_options = {"mean": splits.mean, "std": splits.std, "device": self.device,
+                          "batch_size": cfg.train.batch_size, "seed": cfg.train.seed}
+        self.train_loader = BatchLoader(splits.train, shuffle=True, augment=cfg.data.augment,
+                                        max_batches=cfg.train.max_steps_per_epoch,
+                                        **loader_options)
+        self.val_loader = BatchLoader(splits.val, shuffle=False, **loader_options)
+        self.test_loader = BatchLoader(splits.test, shuffle=False, **loader_options)
+        self.probe = GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
+        self.tensorboard = (TensorBoardLogger(self.run_dir.path / "tensorboard")
+                            if cfg.train.tensorboard else None)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        splits = self.splits
+        assert splits is not None  # set in _setup; not user input
+        new_info = dict(splits.info)
+        old = self.run_dir.read_config()
+        if old is not None:
+            old_info = old.get("data_info", {})
+            for key in ("class_to_idx", "fingerprint"):
+                if key in old_info and old_info[key] != new_info.get(key):
+                    raise InputError(
+                        f"{self.run_dir.path} was trained on different data ({key} changed: "
+                        f"{old_info[key]!r} -> {new_info.get(key)!r}). The dataset changed since "
+                        "the run started: restore it, use another --out, or --force to restart."
+                    )
+        points = getattr(self.model, "probe_points", [])
+        model_info = dict(getattr(self.model, "gradprobe_info", {}))
+        model_info.update({
+            "parameters": count_parameters(self.model),
+            "conv_layers": sum(1 for p in points if p.kind == "conv"),
+            "linear_layers": sum(1 for p in points if p.kind == "linear"),
+            "probe_points": [[p.name, p.kind, p.depth] for p in points],
+        })
+        self.run_dir.write_config({
+            "name": self.name, "run": self.config.model_dump(mode="json"),
+            "model_info": model_info, "data_info": new_info, "versions": versions(),
+            "device": str(self.device),
+        })
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        pos = self.position
+        payload = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "rng": rng_state(), "probe": self.probe.state_dict(),
+            "position": {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
+                         "loss_sum": pos.loss_sum, "correct": pos.correct, "seen": pos.seen,
+                         "seconds": pos.seconds},
+            "metrics_rows": pos.metrics_rows,
+        }
+        save_checkpoint(self.run_dir.path, payload)
+
+    def _resume(self) -> bool:
+        state = load_latest_checkpoint(self.run_dir.path, map_location=self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.probe.load_state_dict(state["probe"])
+        set_rng_state(state["rng"])
+        self.position = _Position(**state["position"], metrics_rows=list(state["metrics_rows"]))
+        return True
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        pos = self.position
+        self.tensorboard: TensorBoardLogger | None = None
+        try:
+            self._setup()
+            with self.probe:
+                resumed = self._resume()
+                if resumed:
+                    self.progress.message(f"{self.name}: resuming at epoch {pos.epoch + 1}, "
+                                          f"step {pos.step}")
+                else:
+                    self.progress.message(f"{self.name}: training {self.config.model.name} on "
+                                          f"{self.device.type} -> {self.run_dir.path}")
+                self._write_history()
+                self.run_dir.write_status("running", epoch=pos.epoch, step=pos.step)
+                while pos.epoch < self.config.train.epochs:
+                    self._train_epoch()
+                    self._end_epoch()
+                return self._finish()
+        except _Diverged as diverged:
+            return self._diverge(diverged)
+        except Exception as error:
+            self.run_dir.write_status("failed", epoch=pos.epoch, step=pos.step,
+                                      message=f"{type(error).__name__}: {error}",
+                                      traceback=traceback.format_exc())
+            raise
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _train_epoch(self) -> None:
+        pos, cfg = self.position, self.config.train
+        model, optimizer = self.model, self.optimizer
+        model.train()
+        epoch_number = pos.epoch + 1
+        bar = self.progress.epoch_bar(f"{self.name} epoch {epoch_number}/{cfg.epochs}",
+                                      total=len(self.train_loader), initial=pos.batch)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        started = time.perf_counter()
+        try:
+            for images, labels in self.train_loader.epoch(pos.epoch, start_batch=pos.batch):
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(self.device.type, enabled=self.scaler is not None):
+                    logits = model(images)
+                    loss = self.criterion(logits, labels)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise _Diverged(pos.step, loss_value)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                # The named point: after backward, before clipping and the optimiser step.
+                self.probe.record(pos.step, epoch_number, scaler=self.scaler)
+                if self.scaler is not None:
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
+                else:
+                    optimizer.step()
+                correct += (logits.argmax(dim=1) == labels).sum()
+                batch_size = labels.shape[0]
+                pos.loss_sum += loss_value * batch_size
+                pos.seen += batch_size
+                pos.batch += 1
+                pos.step += 1
+                # Accuracy needs a device sync: refresh it only every 20 steps.
+                bar.update(loss_value, (pos.correct + int(correct)) / max(pos.seen, 1)
+                           if pos.batch % 20 == 0 else None)
+                if cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0:
+                    self._sync_epoch_counters(correct, started)
+                    started = time.perf_counter()
+                    self._checkpoint()
+                faults.maybe_crash(pos.step)
+        finally:
+            bar.close()
+            self._sync_epoch_counters(correct, started)
+
+    def _sync_epoch_counters(self, correct: torch.Tensor, started: float) -> None:
+        """Fold the on-device counters into the checkpointable position."""
+        pos = self.position
+        pos.correct += int(correct)
+        correct.zero_()
+        pos.seconds += time.perf_counter() - started
+
+    def _end_epoch(self) -> None:
+        pos = self.position
+        val_loss, val_acc = self._evaluate(self.val_loader)
+        row = {
+            "epoch": pos.epoch + 1,
+            "train_loss": pos.loss_sum / max(pos.seen, 1),
+            "train_acc": pos.correct / max(pos.seen, 1),
+            "val_loss": val_loss, "val_acc": val_acc,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(pos.seconds, 3),
+        }
+        pos.metrics_rows.append(row)
+        self.scheduler.step()
+        self.probe.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.log_epoch(row, self.probe.to_frame())
+        self.progress.message(
+            f"{self.name} epoch {row['epoch']}/{self.config.train.epochs}: "
+            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+            f"val loss {val_loss:.4f} acc {val_acc:.3f} | lr {row['lr']:.2g} | "
+            f"{row['seconds']:.1f}s"
+        )
+        pos.epoch += 1
+        pos.batch = 0
+        pos.loss_sum, pos.correct, pos.seen, pos.seconds = 0.0, 0, 0, 0.0
+        self._checkpoint()
+        self._write_history()
+        self.run_dir.write_status("running", epoch=pos.epoch, step=pos.step)
+
+    def _write_history(self) -> None:
+        self.run_dir.write_metrics(self.position.metrics_rows)
+        self.run_dir.write_gradients(self.probe.to_frame())
+
+    @torch.no_grad()
+    def _evaluate(self, loader: BatchLoader) -> tuple[float, float]:
+        self.model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        for images, labels in loader.epoch(0):
+            with torch.autocast(self.device.type, enabled=self.scaler is not None):
+                logits = self.model(images)
+            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(dim=1) == labels).sum()
+            seen += labels.shape[0]
+        self.model.train()
+        return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
+
+    def _finish(self) -> RunResult:
+        pos = self.position
+        test_loss, test_acc = self._evaluate(self.test_loader)
+        summary = self._summary("completed", test_loss=test_loss, test_acc=test_acc)
+        self.run_dir.write_summary(summary)
+        self.run_dir.write_status("completed", epoch=pos.epoch, step=pos.step,
+                                  message=f"test accuracy {test_acc:.3f}")
+        self.progress.message(f"{self.name}: completed, test loss {test_loss:.4f} "
+                              f"acc {test_acc:.3f}")
+        return RunResult(self.run_dir.path, "completed", summary)
+
+    def _diverge(self, diverged: _Diverged) -> RunResult:
+        pos = self.position
+        # The partial epoch is kept: its train loss is the non-finite one that stopped the run.
+        pos.metrics_rows.append({
+            "epoch": pos.epoch + 1, "train_loss": diverged.loss,
+            "train_acc": pos.correct / max(pos.seen, 1), "val_loss": float("nan"),
+            "val_acc": float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(pos.seconds, 3),
+        })
+        self.probe.flush()
+        self._write_history()
+        message = f"diverged at step {diverged.step} (epoch {pos.epoch + 1}): loss became " \
+                  f"{diverged.loss}"
+        summary = self._summary("diverged", test_loss=None, test_acc=None,
+                                diverged_step=diverged.step)
+        self.run_dir.write_summary(summary)
+        self.run_dir.write_status("diverged", epoch=pos.epoch + 1, step=diverged.step,
+                                  message=message)
+        self.progress.message(f"{self.name}: {message}")
+        return RunResult(self.run_dir.path, "diverged", summary)
+
+    def _summary(self, state: str, *, test_loss: float | None, test_acc: float | None,
+                 diverged_step: int | None = None) -> dict[str, Any]:
+        rows = self.position.metrics_rows
+        finite_val = [r for r in rows if math.isfinite(r["val_acc"])]
+        best = max(finite_val, key=lambda r: r["val_acc"]) if finite_val else None
+        return {
+            "state": state, "test_loss": test_loss, "test_acc": test_acc,
+            "best_val_acc": best["val_acc"] if best else None,
+            "best_epoch": best["epoch"] if best else None,
+            "final_val_acc": finite_val[-1]["val_acc"] if finite_val else None,
+            "final_train_loss": rows[-1]["train_loss"] if rows else None,
+            "epochs_completed": len(finite_val), "steps": self.position.step,
+            "diverged_step": diverged_step,
+            "seconds": round(sum(r["seconds"] for r in rows), 3),
+        }
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
