@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import random
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
 
 def load_checkpoint_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load one checkpoint file, refusing anything that is not plain data."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is damaged
+        raise ValueError(f"{path} is not a complete checkpoint archive (truncated or corrupt)")
     try:
         # weights_only=True is explicit, so TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off.
         return torch.load(path, map_location=map_location, weights_only=True)

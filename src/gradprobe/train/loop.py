@@ -241,12 +241,12 @@ class _Trainer:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        pos = self.position
         self.tensorboard: TensorBoardLogger | None = None
         try:
             self._setup()
             with self.probe:
                 resumed = self._resume()
+                pos = self.position
                 if resumed:
                     self.progress.message(f"{self.name}: resuming at epoch {pos.epoch + 1}, "
                                           f"step {pos.step}")
@@ -262,6 +262,7 @@ class _Trainer:
         except _Diverged as diverged:
             return self._diverge(diverged)
         except Exception as error:
+            pos = self.position
             self.run_dir.write_status("failed", epoch=pos.epoch, step=pos.step,
                                       message=f"{type(error).__name__}: {error}",
                                       traceback=traceback.format_exc())

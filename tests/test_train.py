@@ -1,0 +1,250 @@
+"""The trainer and the run directory: contract, determinism, resume, divergence, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from gradprobe.cli import main
+from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
+from gradprobe.errors import InputError
+from gradprobe.train import train
+from gradprobe.train.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT, load_latest_checkpoint
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# A tiny run: 3 classes x 16 synthetic images at 16x16, a 4-layer conv stack, 3 epochs of 3 steps.
+TINY_ARGS = ["--model", "plain_stack", "--depth", "4", "--width", "0.25", "--image-size", "16",
+             "--images-per-class", "16", "--batch-size", "8", "--epochs", "3", "--quiet"]
+
+
+def tiny_config(**train_overrides: object) -> RunConfig:
+    return RunConfig(
+        model=ModelConfig(name="plain_stack", depth=4, width=0.25),
+        data=DataConfig(image_size=16, images_per_class=16),
+        train=TrainConfig(**{"epochs": 3, "batch_size": 8, **train_overrides}),
+    )
+
+
+def metrics_without_time(run_dir: Path) -> str:
+    """metrics.csv minus its wall-clock column, which no two runs share."""
+    return pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds").to_csv(index=False)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / CHECKPOINT, weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def run_cli_subprocess(args: list[str], env_extra: dict[str, str] | None = None,
+                       ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "gradprobe", "train", *args], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_run_directory_matches_the_contract(tmp_path: Path) -> None:
+    result = train(tiny_config(), tmp_path / "run")
+    run_dir = result.run_dir
+    assert result.state == "completed"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["run"]["model"]["name"] == "plain_stack"
+    assert {"python", "torch", "gradprobe", "git_commit"} <= config["versions"].keys()
+    assert config["data_info"]["fingerprint"]
+    assert config["model_info"]["conv_layers"] == 4
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed" and status["epoch"] == 3
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                                     "lr", "seconds"]
+    assert metrics["epoch"].tolist() == [1, 2, 3]
+    gradients = pd.read_parquet(run_dir / "gradients.parquet")
+    assert list(gradients.columns) == ["step", "epoch", "layer", "depth", "kind", "metric",
+                                       "value"]
+    steps_per_epoch = status["step"] // 3
+    assert sorted(gradients["step"].unique()) == list(range(status["step"]))
+    assert gradients.groupby("step")["epoch"].first().tolist() == [
+        1 + step // steps_per_epoch for step in range(status["step"])]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 <= summary["test_acc"] <= 1 and summary["state"] == "completed"
+    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=True)
+    assert checkpoint["position"]["epoch"] == 3
+
+
+def test_same_command_twice_is_bit_identical(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert main(["train", *TINY_ARGS, "--out", str(tmp_path / name)]) == 0
+    assert metrics_without_time(tmp_path / "a") == metrics_without_time(tmp_path / "b")
+    assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
+    gradients = [pd.read_parquet(tmp_path / name / "gradients.parquet") for name in "ab"]
+    pd.testing.assert_frame_equal(*gradients)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checkpoint_every", [0, 2])
+def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path, checkpoint_every: int) -> None:
+    """Kill the run hard in the middle of epoch 2 (after epoch 1's checkpoint), run the same
+    command again, and get what an uninterrupted run gets, bit for bit."""
+    args = [*TINY_ARGS, "--checkpoint-every", str(checkpoint_every)]
+    reference = run_cli_subprocess([*args, "--out", str(tmp_path / "reference")])
+    assert reference.returncode == 0, reference.stderr
+    steps_per_epoch = json.loads((tmp_path / "reference" / "status.json").read_text())["step"] // 3
+    crash_step = steps_per_epoch + 3  # inside epoch 2
+    crashed = run_cli_subprocess([*args, "--out", str(tmp_path / "run")],
+                                 {"GRADPROBE_CRASH_AFTER_STEP": str(crash_step)})
+    assert crashed.returncode == -9, crashed.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "running"
+    resumed = run_cli_subprocess([*args, "--out", str(tmp_path / "run")])
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics_without_time(tmp_path / "run") == metrics_without_time(tmp_path / "reference")
+    assert_same_weights(final_weights(tmp_path / "run"), final_weights(tmp_path / "reference"))
+    gradients = [pd.read_parquet(tmp_path / name / "gradients.parquet")
+                 for name in ("run", "reference")]
+    pd.testing.assert_frame_equal(*gradients)  # no duplicated or missing steps
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
+    train(tiny_config(), tmp_path / "run")
+    newest = tmp_path / "run" / CHECKPOINT
+    assert (tmp_path / "run" / PREVIOUS_CHECKPOINT).exists()
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        state = load_latest_checkpoint(tmp_path / "run")
+    assert state is not None and state["position"]["epoch"] == 2
+
+
+def test_crash_then_resume_from_the_fallback_checkpoint(tmp_path: Path) -> None:
+    """A run whose newest checkpoint is corrupt still finishes, from the generation before."""
+    reference = train(tiny_config(), tmp_path / "reference")
+    run_dir = tmp_path / "run"
+    train(tiny_config(epochs=2), tmp_path / "short")
+    run_dir.mkdir()
+    for name in ("config.json", CHECKPOINT, PREVIOUS_CHECKPOINT):
+        (run_dir / name).write_bytes((tmp_path / "short" / name).read_bytes())
+    config = json.loads((run_dir / "config.json").read_text())
+    config["run"]["train"]["epochs"] = 3
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        result = train(tiny_config(), run_dir)
+    assert result.state == "completed"
+    assert metrics_without_time(run_dir) == metrics_without_time(reference.run_dir)
+    assert_same_weights(final_weights(run_dir), final_weights(reference.run_dir))
+
+
+def test_completed_run_is_left_alone_unless_forced(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--out", str(out)]) == 0
+    before = (out / "metrics.csv").stat().st_mtime_ns
+    assert main(["train", *TINY_ARGS[:-1], "--out", str(out)]) == 0
+    assert "already completed" in capsys.readouterr().err
+    assert (out / "metrics.csv").stat().st_mtime_ns == before
+    assert main(["train", *TINY_ARGS, "--out", str(out), "--force"]) == 0
+    assert (out / "metrics.csv").stat().st_mtime_ns != before
+
+
+def test_divergence_is_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(["train", *TINY_ARGS, "--lr", "1e12", "--momentum", "0.9", "--out", str(out)])
+    assert code == 0
+    assert "diverged at step" in capsys.readouterr().out
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "diverged"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diverged_step"] == status["step"] >= 1
+    assert summary["test_acc"] is None
+    gradients = pd.read_parquet(out / "gradients.parquet")
+    assert gradients["step"].max() == status["step"] - 1  # history kept up to the divergence
+    assert len(pd.read_csv(out / "metrics.csv")) >= 1
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204 - the attack under test
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("force_unsafe_env", [False, True])
+def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path, force_unsafe_env: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if force_unsafe_env:
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    out = tmp_path / "run"
+    train(tiny_config(epochs=1), out)
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Payload(marker)}, out / CHECKPOINT)
+    (out / "status.json").write_text(json.dumps({"state": "running", "epoch": 0, "step": 0}))
+    with pytest.raises(InputError, match="objects other than tensors"):
+        train(tiny_config(epochs=1), out)
+    assert not marker.exists()
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 2
+    assert not marker.exists()
+
+
+def test_every_torch_load_in_the_code_base_is_weights_only() -> None:
+    for path in SRC.rglob("*.py"):
+        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path}: {call}"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "vgg99"], "known models: "),
+        (["--model", "vgg11", "--norm", "layer"], "invalid choice: 'layer'"),
+        (["--model", "vgg11", "--optimizer", "lion"], "choose from"),
+        (["--model", "vgg11", "--dataset", "imagenet-21k"], "synthetic"),
+    ],
+)
+def test_bad_input_exits_2_with_the_valid_values(tmp_path: Path, args: list[str], expected: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        code = main(["train", *args, "--out", str(tmp_path / "run"), "--quiet"])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "file"
+    out.write_text("keep me")
+    assert main(["train", *TINY_ARGS, "--out", str(out)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+def test_out_holding_a_different_run_is_refused(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--out", str(out)]) == 0
+    before = (out / "metrics.csv").read_bytes()
+    assert main(["train", *TINY_ARGS, "--lr", "0.5", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "train.lr: 0.01 -> 0.5" in error and "--force" in error
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
+    config = tiny_config().model_copy(
+        update={"probe": ProbeConfig(metrics=("output_grad_norm",), every=2)})
+    run_dir = train(config, tmp_path / "run").run_dir
+    gradients = pd.read_parquet(run_dir / "gradients.parquet")
+    assert set(gradients["metric"]) == {"output_grad_norm"}
+    assert (gradients["step"] % 2 == 0).all()
