@@ -8,6 +8,7 @@ returns every run as a full `RunConfig`; identical runs are trained once and sha
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,8 +181,11 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
             raise InputError(f"{where}.model: unknown model {run.model!r}; known models: "
                              f"{', '.join(sorted(known_models))}.")
         try:
+            model = ModelConfig(name=run.model, **{**model_defaults, **run.options})
+            if model.norm is None:  # explicit, so identical runs are recognised as such
+                model = model.model_copy(update={"norm": _family_norm(run.model)})
             config = RunConfig(
-                model=ModelConfig(name=run.model, **{**model_defaults, **run.options}),
+                model=model,
                 data=DataConfig(**data), train=TrainConfig(**{**train, **run.train}),
                 probe=ProbeConfig(**probe),
             )
@@ -253,6 +257,14 @@ def _residual_twin(model: str, residual: Any, where: str) -> str:
                          f"({', '.join(f'{r}/{p}' for r, p in RESIDUAL_TWINS.items())}); "
                          f"got {model!r}.")
     return base if residual else RESIDUAL_TWINS[base]
+
+
+@functools.cache
+def _family_norm(model_name: str) -> str:
+    """The norm a model family uses when none is given (read off a tiny instance)."""
+    from gradprobe.models import build_model
+
+    return str(build_model(model_name, width=0.01).gradprobe_info["norm"])
 
 
 def _label(value: Any) -> str:
