@@ -177,7 +177,7 @@ class _Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204 - the attack under test
+    def __reduce__(self) -> tuple:  # the attack under test: runs a shell command on load
         return (os.system, (f"touch {self.marker}",))
 
 

@@ -23,7 +23,8 @@ _EXPORTS = {
     "run_study": "gradprobe.study",
     "write_report": "gradprobe.analysis",
 }
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["GradientProbe", "__version__", "build_model", "list_models", "load_dataset",
+           "run_study", "train", "write_report"]
 
 if TYPE_CHECKING:
     from gradprobe.analysis import write_report

@@ -78,7 +78,7 @@ class TrainConfig(_Frozen):
     amp: bool = False  # autocast + GradScaler on CUDA
     tensorboard: bool = False  # also write TensorBoard event files
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (smoke tests)
-    checkpoint_every: int = Field(0, ge=0)  # also checkpoint every N steps inside an epoch (0 = off)
+    checkpoint_every: int = Field(0, ge=0)  # also checkpoint every N steps in an epoch (0 = off)
 
 
 class ProbeConfig(_Frozen):
