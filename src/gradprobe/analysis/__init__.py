@@ -1,0 +1,40 @@
+"""Analysis: run and study directories in, numbers, figures and the report out.
+
+It reads only what the trainer wrote (config.json, status.json, metrics.csv, gradients.parquet,
+summary.json), never a model or torch, so a report can be rewritten anywhere the records are.
+"""
+
+from gradprobe.analysis.load import RunData, StudyData, load_run, load_study
+from gradprobe.analysis.report import write_report
+from gradprobe.analysis.summary import (
+    DEFAULT_TARGET_ACC,
+    NORM_METRICS,
+    VERDICT_THRESHOLDS,
+    DecayFit,
+    VerdictThresholds,
+    decay_fit,
+    epochs_to_target,
+    layer_epoch_means,
+    layer_ratio,
+    summarize_run,
+    verdict,
+)
+
+__all__ = [
+    "DEFAULT_TARGET_ACC",
+    "NORM_METRICS",
+    "VERDICT_THRESHOLDS",
+    "DecayFit",
+    "RunData",
+    "StudyData",
+    "VerdictThresholds",
+    "decay_fit",
+    "epochs_to_target",
+    "layer_epoch_means",
+    "layer_ratio",
+    "load_run",
+    "load_study",
+    "summarize_run",
+    "verdict",
+    "write_report",
+]
