@@ -232,13 +232,15 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _format_rows(rows: list[dict]) -> str:
-    header = f"{'run':<34}{'model':<14}{'state':<11}{'best val':>9}{'test':>8}{'first/last':>12}"
+    width = max([len("run"), *(len(row["run"]) for row in rows)]) + 2
+    header = (f"{'run':<{width}}{'model':<14}{'state':<11}{'best val':>9}{'test':>8}"
+              f"{'first/last':>12}  verdict")
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['run'][:33]:<34}{row['model'][:13]:<14}{row['state']:<11}"
+            f"{row['run']:<{width}}{row['model'][:13]:<14}{row['state']:<11}"
             f"{_fmt(row.get('best_val_acc'), '.3f'):>9}{_fmt(row.get('test_acc'), '.3f'):>8}"
-            f"{_fmt(row.get('first_to_last_ratio'), '.2e'):>12}"
+            f"{_fmt(row.get('first_to_last_ratio'), '.2e'):>12}  {row.get('verdict') or '-'}"
         )
     return "\n".join(lines)
 
