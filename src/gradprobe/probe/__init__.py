@@ -1,0 +1,33 @@
+"""Per-layer gradient statistics on any model (`GradientProbe`) and the at-init scan.
+
+    from gradprobe.probe import GradientProbe, list_metrics
+    with GradientProbe(model) as probe:
+        ...  # backward, then probe.record(step, epoch), then the optimiser step
+    probe.to_frame()  # tidy: step, epoch, layer, depth, kind, metric, value
+
+Statistics are small classes (`Statistic`) in a registry; `gradprobe.probe.statistics` holds
+the built-in ones and importing this package registers them. `gradprobe.probe.scan` holds the
+at-initialisation scan (`run_scan`), imported on demand because it needs the model zoo.
+"""
+
+from gradprobe.probe import statistics  # noqa: F401  (registers the built-in statistics)
+from gradprobe.probe.base import (
+    Measurement,
+    RecordContext,
+    Statistic,
+    list_metrics,
+    register_statistic,
+)
+from gradprobe.probe.layers import LayerInfo
+from gradprobe.probe.probe import DEFAULT_METRICS, GradientProbe
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "GradientProbe",
+    "LayerInfo",
+    "Measurement",
+    "RecordContext",
+    "Statistic",
+    "list_metrics",
+    "register_statistic",
+]
