@@ -248,3 +248,13 @@ def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
     gradients = pd.read_parquet(run_dir / "gradients.parquet")
     assert set(gradients["metric"]) == {"output_grad_norm"}
     assert (gradients["step"] % 2 == 0).all()
+
+
+def test_probe_off_and_update_ratio(tmp_path: Path) -> None:
+    """No metrics: no probe and an empty history; update_ratio: the optimiser is watched."""
+    off = tiny_config().model_copy(update={"probe": ProbeConfig(metrics=())})
+    assert pd.read_parquet(train(off, tmp_path / "off").run_dir / "gradients.parquet").empty
+    ratio = tiny_config().model_copy(update={"probe": ProbeConfig(metrics=("update_ratio",))})
+    gradients = pd.read_parquet(train(ratio, tmp_path / "ratio").run_dir / "gradients.parquet")
+    assert set(gradients["metric"]) == {"update_ratio"}
+    assert (gradients["value"] > 0).all()

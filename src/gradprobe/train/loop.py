@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -37,7 +38,12 @@ from gradprobe.train.checkpoint import (
 )
 from gradprobe.train.device import resolve_device
 from gradprobe.train.optim import build_optimizer, build_scheduler
-from gradprobe.train.rundir import RunDirectory, config_differences, versions
+from gradprobe.train.rundir import (
+    GRADIENT_COLUMNS,
+    RunDirectory,
+    config_differences,
+    versions,
+)
 from gradprobe.train.tensorboard import TensorBoardLogger
 
 FINISHED_STATES = ("completed", "diverged")
@@ -175,7 +181,11 @@ class _Trainer:
                                         **loader_options)
         self.val_loader = BatchLoader(splits.val, shuffle=False, **loader_options)
         self.test_loader = BatchLoader(splits.test, shuffle=False, **loader_options)
-        self.probe = GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
+        self.probe: GradientProbe | _NoProbe = (
+            GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
+            if cfg.probe.metrics else _NoProbe())
+        if "update_ratio" in cfg.probe.metrics:
+            self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.path / "tensorboard")
                             if cfg.train.tensorboard else None)
         self._write_config()
@@ -420,6 +430,31 @@ class _Trainer:
             "diverged_step": diverged_step,
             "seconds": round(sum(r["seconds"] for r in rows), 3),
         }
+
+
+class _NoProbe:
+    """Stands in for the probe when a run records no metrics (`ProbeConfig(metrics=())`)."""
+
+    def __enter__(self) -> _NoProbe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def record(self, step: int, epoch: int, *, scaler: object = None) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({column: [] for column in GRADIENT_COLUMNS})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 def _seed_everything(seed: int) -> None:
