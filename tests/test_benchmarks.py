@@ -1,0 +1,86 @@
+"""The benchmark suite runs end to end in --quick mode and produces every row.
+
+The numbers themselves are not checked (they depend on the machine); what is checked is that
+every benchmark ran, that the table and the JSON agree, and that the trainer comparison is like
+for like (both loops reach the same training loss from the same seed and batches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rows_of(rows: list[dict], benchmark: str, comparison_starts: str) -> list[dict]:
+    return [row for row in rows
+            if row["benchmark"] == benchmark and row["comparison"].startswith(comparison_starts)]
+
+
+@pytest.mark.slow
+def test_quick_suite_produces_every_row(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "src"),
+                                                      env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["benchmarks.json",
+                                                                "benchmarks.md"]
+    results = json.loads((tmp_path / "benchmarks.json").read_text())
+    rows = results["rows"]
+    assert not [row for row in rows if row["status"] == "error"]
+
+    # probe overhead: gradprobe and the notebook hook on both models at width 0.25; width 1.0
+    # skipped by --quick; Lightning and wandb measured or "not installed".
+    probe = rows_of(rows, "probe overhead", "GradientProbe")
+    assert {(row["case"].split()[0], row["status"]) for row in probe} == {
+        ("vgg_deep", "ok"), ("resnet18", "ok"), ("vgg_deep", "skipped"), ("resnet18", "skipped")}
+    assert all(row["median"] > 0 and row["target"] == 1.03 for row in probe
+               if row["status"] == "ok")
+    assert len(rows_of(rows, "probe overhead", "notebook hooks")) == 2
+    for logger in ("Lightning grad_norm", "wandb.watch"):
+        logged = rows_of(rows, "probe overhead", logger)
+        assert logged and all(row["status"] in ("ok", "not installed", "cannot run")
+                              for row in logged)
+
+    # trainer overhead: probe off (judged) and on, both loops computing the same thing
+    trainer = rows_of(rows, "trainer overhead", "gradprobe trainer")
+    assert [row["comparison"].split(",")[1].split(" vs")[0].strip() for row in trainer] == [
+        "probe off", "default probe"]
+    for row in trainer:
+        assert row["status"] == "ok" and row["median"] > 0
+        # same seed, weights, batches and order of float operations on a CPU: bitwise equal
+        assert row["details"]["gradprobe_train_loss"] == row["details"]["hand_written_train_loss"]
+
+    # data: two in-memory epochs, the ImageFolder's first and cached run, generation
+    data = [row for row in rows if row["benchmark"] == "data"]
+    assert len(data) == 5 and all(row["status"] == "ok" for row in data)
+    assert all(0 <= row["median"] <= 100 for row in data if row["unit"] == "%")
+
+    scan = [row for row in rows if row["benchmark"] == "scan"]
+    assert len(scan) == 1 and scan[0]["status"] == "ok" and scan[0]["median"] > 0
+    study = [row for row in rows if row["benchmark"] == "study"]
+    assert len(study) == 1 and study[0]["status"] == "skipped"
+
+    # the printed table is the JSON's, one line per row, with the machine in its header
+    table = completed.stdout
+    assert table == results["markdown"] + "\n"
+    assert sum(line.startswith("| ") for line in table.splitlines()) == len(rows) + 2  # + head
+    assert f"{os.cpu_count()} cores" in table and "torch" in table
+    assert results["machine"]["device"] == "cpu"
+
+    if not torch.cuda.is_available():  # --device cuda refuses to start, naming the fix
+        refused = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--device", "cuda", "--out", str(tmp_path)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert refused.returncode == 2 and "no CUDA device" in refused.stderr
+        assert "drop --device cuda" in refused.stderr
