@@ -4,32 +4,32 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# One stamp per checkout, so a venv shared between clones (CI) still installs each checkout.
-STAMP := $(VENV)/.installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.gradprobe-installed
 STUDY_OUT ?= runs/study
 
 .PHONY: install study scan test lint bench clean
 
-$(STAMP): pyproject.toml
+# Install when the venv is missing, pyproject.toml changed, or the venv's editable gradprobe
+# points at another checkout (a venv shared between clones, as CI's is).
+install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[dev,ray,tensorboard]"
-	@touch $@
+	@if [ $(STAMP) -nt pyproject.toml ] && $(BIN)/python -c "import sys, gradprobe; \
+	    sys.exit(not gradprobe.__file__.startswith('$(CURDIR)/src/'))" 2>/dev/null; then :; \
+	else $(BIN)/python -m pip install -q -e ".[dev,ray,tensorboard]" && touch $(STAMP); fi
 
-install: $(STAMP)
-
-study: $(STAMP)
+study: install
 	$(BIN)/gradprobe study --out $(STUDY_OUT)
 
-scan: $(STAMP)
+scan: install
 	$(BIN)/gradprobe scan --out runs/scan
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check src tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -192,3 +192,17 @@ def test_sigkilled_study_resumes_without_retraining(tmp_path: Path) -> None:
     assert (out / "runs" / "plain_stack" / "metrics.csv").stat().st_mtime_ns == finished_first
     assert run_metrics(out) == run_metrics(tmp_path / "reference")
     assert (out / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    spec = two_run_spec()
+    spec["runs"][0] = {"name": "broken", "model": "vgg16", "options": {"depth": 20}}
+    spec["comparison"]["runs"] = ["broken", "residual_stack"]
+    result = run_study(spec, tmp_path / "study", preset="smoke")
+    assert [outcome.state for outcome in result.outcomes] == ["failed", "completed"]
+    status = json.loads((tmp_path / "study" / "runs" / "broken" / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert "has no depth option" in status["message"]
+    assert "Traceback" in status["traceback"]
+    assert "broken" in (tmp_path / "study" / "report.md").read_text()

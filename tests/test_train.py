@@ -258,3 +258,9 @@ def test_probe_off_and_update_ratio(tmp_path: Path) -> None:
     gradients = pd.read_parquet(train(ratio, tmp_path / "ratio").run_dir / "gradients.parquet")
     assert set(gradients["metric"]) == {"update_ratio"}
     assert (gradients["value"] > 0).all()
+
+
+def test_tensorboard_event_files(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the optional extra gradprobe[tensorboard]")
+    run_dir = train(tiny_config(epochs=1, tensorboard=True), tmp_path / "run").run_dir
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
