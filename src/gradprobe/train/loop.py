@@ -45,6 +45,7 @@ from gradprobe.train.rundir import (
     versions,
 )
 from gradprobe.train.tensorboard import TensorBoardLogger
+from gradprobe.util.atomic import read_json
 
 FINISHED_STATES = ("completed", "diverged")
 
@@ -120,8 +121,6 @@ def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any],
         )
     status = run_dir.read_status() or {}
     if status.get("state") in FINISHED_STATES and run_dir.summary_file.exists():
-        from gradprobe.util.atomic import read_json
-
         return RunResult(run_dir.path, status["state"], read_json(run_dir.summary_file),
                          skipped=True)
     return None
