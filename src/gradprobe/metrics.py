@@ -1,0 +1,102 @@
+"""The metric catalog: every per-layer metric gradprobe can record, in one torch-free table.
+
+The probe's statistics, the trainer, the TensorBoard writer, the CLI's `--metric` choices and the
+report all read this table; none of them tests a metric by its name. Adding a metric means adding
+one `MetricInfo` here and one `Statistic` class in `gradprobe.probe.statistics` (the probe checks
+at import that the two agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gradprobe.errors import InputError
+
+# What a metric reads: a parameter's gradient, the gradient reaching a module's output, the
+# activation after a layer, or the optimiser's step (needs the optimiser to be watched).
+Source = Literal["weight_grad", "output_grad", "activation", "update"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric is, for everything that records, stores, fits or draws it."""
+
+    name: str  # the API name, a column value in gradients.parquet
+    label: str  # human words for axes, tables and sentences
+    unit: str  # what the number is measured in ("" for a pure ratio or share)
+    source: Source  # what the probe must observe to compute it
+    log_scale: bool  # strictly positive magnitudes spanning decades: draw and fit on log10
+    default: bool = False  # recorded unless the user chooses metrics
+    description: str = ""  # one sentence for --help and the report's methods
+
+    @property
+    def needs_optimizer(self) -> bool:
+        """True when the probe must watch the optimiser's step to compute it."""
+        return self.source == "update"
+
+    @property
+    def gradient_size(self) -> bool:
+        """A gradient-size metric: the analysis fits its depth profile and first-to-last ratio."""
+        return self.log_scale
+
+
+_CATALOG: dict[str, MetricInfo] = {
+    info.name: info
+    for info in (
+        MetricInfo(
+            "weight_grad_norm", "weight-gradient L2 norm", "", "weight_grad", True, True,
+            "L2 norm of the layer's weight gradient as the optimiser steps on it",
+        ),
+        MetricInfo(
+            "weight_grad_rms", "weight-gradient RMS (norm / sqrt(numel))", "", "weight_grad",
+            True, True, "the weight-gradient norm / sqrt(number of weights), comparable "
+            "across layers of different widths",
+        ),
+        MetricInfo(
+            "output_grad_norm", "output-gradient L2 norm", "", "output_grad", True, True,
+            "L2 norm of dLoss/d(layer output) over the whole batch",
+        ),
+        MetricInfo(
+            "activation_mean", "activation mean", "", "activation", False,
+            description="mean of the activation after the layer",
+        ),
+        MetricInfo(
+            "activation_std", "activation standard deviation", "", "activation", False,
+            description="standard deviation of the activation after the layer",
+        ),
+        MetricInfo(
+            "dead_fraction", "dead-unit share", "", "activation", False,
+            description="share of exact zeros in the activation after the layer",
+        ),
+        MetricInfo(
+            "update_ratio", "update / weight norm ratio", "", "update", True,
+            description="||W_after - W_before|| / ||W_before||, the relative optimiser step",
+        ),
+    )
+}
+
+
+def list_metrics() -> list[str]:
+    """Every metric name, in catalog order."""
+    return list(_CATALOG)
+
+
+def default_metrics() -> tuple[str, ...]:
+    """The metrics recorded when the user chooses none."""
+    return tuple(name for name, info in _CATALOG.items() if info.default)
+
+
+def gradient_size_metrics() -> tuple[str, ...]:
+    """Metrics whose depth profile and first-to-last ratio the analysis computes."""
+    return tuple(name for name, info in _CATALOG.items() if info.gradient_size)
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The catalog entry of `name`; an unknown name raises InputError listing the known ones."""
+    try:
+        return _CATALOG[name]
+    except KeyError:
+        raise InputError(
+            f"unknown metric {name!r}. Known metrics: {', '.join(_CATALOG)}."
+        ) from None
