@@ -27,6 +27,7 @@ import torch
 from gradprobe.data import decode
 from gradprobe.data.cache import load_or_none, resolve_cache_dir, save_atomic
 from gradprobe.errors import InputError
+from gradprobe.util.walk import walk_files
 
 CACHE_FORMAT = 1  # bump when decoding changes, so old cache files are not reused
 _SHOWN_PATHS = 5  # how many skipped files the warning names
@@ -69,8 +70,16 @@ def check_root(root: Path) -> None:
         )
 
 
+class RepeatedPathsWarning(UserWarning):
+    """Links in an ImageFolder tree led to folders or files already seen; they were skipped."""
+
+
 def scan_tree(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Sorted class names and (relative path, label) of every visible file under them."""
+    """Sorted class names and (relative path, label) of every visible file under them.
+
+    Symbolic links are followed, but each real folder and file is taken once (a link loop would
+    otherwise hang the walk, and a link to `.` would copy images into several splits).
+    """
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name))
     if not classes:
         raise InputError(
@@ -78,12 +87,32 @@ def scan_tree(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
             "files at its top level are ignored). Fix: put each class's images in its own "
             f"sub-folder, e.g. {root / 'dogs' / '1.jpg'} and {root / 'food' / '2.jpg'}."
         )
+    if len(classes) < 2:
+        raise InputError(
+            f"'{root}' has one class sub-folder ({classes[0]!r}); a classifier needs at least "
+            "two, or every prediction is trivially right and every gradient is zero. Fix: add a "
+            "sub-folder of images for each other class."
+        )
+    class_roots = [os.path.realpath(root / name) for name in classes]
+    seen_dirs: set[str] = set()
+    seen_files: set[str] = set()
     files: list[tuple[str, int]] = []
+    repeated: list[Path] = []
     for label, name in enumerate(classes):
-        for directory, subdirectories, filenames in os.walk(root / name, followlinks=True):
-            subdirectories[:] = sorted(d for d in subdirectories if _visible(d))  # walk order
-            for filename in sorted(f for f in filenames if _visible(f)):
-                files.append(((Path(directory) / filename).relative_to(root).as_posix(), label))
+        fenced = tuple(other for index, other in enumerate(class_roots) if index != label)
+        walk = walk_files(root / name, _visible, seen_dirs, seen_files, fenced)
+        files.extend((path.relative_to(root).as_posix(), label) for path in walk.files)
+        repeated.extend(walk.repeated_dirs + walk.repeated_files)
+    if repeated:
+        shown = ", ".join(path.relative_to(root).as_posix() for path in repeated[:_SHOWN_PATHS])
+        more = f" and {len(repeated) - _SHOWN_PATHS} more" if len(repeated) > _SHOWN_PATHS else ""
+        warnings.warn(
+            f"{len(repeated)} path(s) under '{root}' are links to folders or files already taken "
+            f"(a link loop, or the same images under two names): {shown}{more}. Each real image "
+            "is used once; remove the links to silence this warning.",
+            RepeatedPathsWarning,
+            stacklevel=4,  # the caller of load_dataset
+        )
     return classes, files
 
 
