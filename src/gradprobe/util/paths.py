@@ -1,0 +1,50 @@
+"""Names that become paths: checked so that nothing a spec or a flag says can leave its folder.
+
+A run name, an experiment label or an axis value ends up as a directory name under the study's
+`runs/`. Unchecked, `../../elsewhere` or `/some/dir` writes (and overwrites) outside `--out`.
+Every such name goes through `safe_name`, and every path built from one through `child_path`,
+which also resolves links and checks that the result is still inside the parent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gradprobe.errors import InputError
+
+# Letters, digits and a few separators that mean nothing to a shell or a filesystem; `=` and `,`
+# appear in generated run names such as `vgg_deep-norm=batch,seed=1`.
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+@-]*")
+MAX_NAME_LENGTH = 200  # well under the usual 255-byte limit of a file name
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """Return `name` unchanged if it is safe as one path component, else raise InputError."""
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{what} must be a non-empty string, not {name!r}.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(
+            f"{what} {name[:40]!r}... is {len(name)} characters long; the limit is "
+            f"{MAX_NAME_LENGTH}. Fix: give it a shorter name."
+        )
+    if not _SAFE.fullmatch(name) or ".." in name:
+        raise InputError(
+            f"{what} {name!r} cannot be used as a folder name: it must start with a letter or "
+            "digit and hold only letters, digits and . _ = , + @ - (no '/', '\\', '..', spaces "
+            "or absolute paths), so that it stays inside the output folder. Fix: rename it, "
+            "e.g. 'vgg_deep-bn'."
+        )
+    return name
+
+
+def child_path(parent: Path, name: str, what: str = "name") -> Path:
+    """`parent / name` for a `safe_name`, checked to resolve inside `parent` (links included)."""
+    path = Path(parent) / safe_name(name, what)
+    resolved, root = path.resolve(), Path(parent).resolve()
+    if resolved.parent != root:
+        raise InputError(
+            f"{what} {name!r} resolves to '{resolved}', outside '{root}' (a symbolic link in "
+            f"the way?). Fix: remove the link '{path}' or choose another output folder."
+        )
+    return path
