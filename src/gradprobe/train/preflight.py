@@ -1,0 +1,118 @@
+"""Check a run against its model, its image size and the machine's memory before training.
+
+Everything here happens on PyTorch's `meta` device: the model is built and one batch is pushed
+through it without allocating a byte, so a run that cannot work (an image its pooling layers
+shrink to nothing, a model that cannot fit in memory) is refused in well under a second, with a
+message that names the option to change, instead of failing after minutes or swapping the
+machine to a halt. Nothing is written before these checks pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gradprobe.errors import InputError
+from gradprobe.models import build_model
+
+# Built before anything is measured, so bounded first: a depth of 10^8 would spend minutes and
+# gigabytes creating modules. 2,048 is far past the deepest network in the literature this tool
+# reproduces (ResNet-1202, He et al. 2016).
+MAX_DEPTH = 2048
+BYTES_PER_ELEMENT = 4  # float32 parameters and activations
+# The estimate is a lower bound, so that no run that would fit is refused: per parameter the
+# weight and its gradient (optimiser state comes on top), per image the output of every layer
+# with weights (conv, linear, norm), which backward keeps (activations and their gradients come
+# on top).
+PARAMETER_COPIES = 2
+
+
+@dataclass(frozen=True)
+class RunFootprint:
+    """What one training step of a run needs, estimated on the meta device."""
+
+    parameters: int
+    activation_elements_per_image: int  # outputs of every layer with weights, for one image
+    minimum_bytes: int  # a lower bound: parameters, their gradients, one batch's layer outputs
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    """Free memory on `device` (None where it cannot be asked)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:  # Linux and most Unixes; the MPS device shares this memory too
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _layer_output_elements(model: nn.Module, images: torch.Tensor) -> int:
+    """Sum of the output sizes of every module with its own parameters (meta: no memory)."""
+    total = 0
+
+    def count(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    layers = [module for module in model.modules()
+              if any(True for _ in module.parameters(recurse=False))]
+    handles = [layer.register_forward_hook(count) for layer in layers]
+    try:
+        model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def check_run_fits(model_name: str, model_options: dict[str, object], *, num_classes: int,
+                   in_channels: int, image_size: int, batch_size: int,
+                   device: torch.device | str = "cpu") -> RunFootprint:
+    """Refuse, with an InputError naming the fix, a run whose model cannot take its images or
+    whose training step cannot fit in the memory free on `device`; else return its footprint.
+    """
+    depth = model_options.get("depth")
+    if isinstance(depth, int) and not isinstance(depth, bool) and depth > MAX_DEPTH:
+        raise InputError(
+            f"depth {depth:,} for {model_name} is beyond gradprobe's bound of {MAX_DEPTH:,} "
+            "layers (building it alone would take minutes and gigabytes). Fix: choose a depth "
+            f"of at most {MAX_DEPTH:,}; depths of 8 to 64 already show vanishing gradients."
+        )
+    with torch.device("meta"):
+        model = build_model(model_name, num_classes=num_classes, in_channels=in_channels,
+                            **model_options)  # type: ignore[arg-type]
+        images = torch.empty(batch_size, in_channels, image_size, image_size)
+        try:
+            elements = _layer_output_elements(model, images[:1])
+        except RuntimeError as error:
+            raise InputError(
+                f"{model_name} cannot take {image_size}x{image_size} images: its layers shrink "
+                f"them to nothing ({str(error).splitlines()[0]}). Fix: use a larger "
+                "--image-size (32 or more for the VGG and ResNet families), or a shallower "
+                "model."
+            ) from None
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    minimum = BYTES_PER_ELEMENT * (PARAMETER_COPIES * parameters + elements * batch_size)
+    available = _available_bytes(torch.device(device))
+    if available is not None and minimum > available:
+        raise InputError(
+            f"{model_name} at these options needs at least {_human(minimum)} to train "
+            f"({parameters:,} parameters; activations for a batch of {batch_size} "
+            f"{image_size}x{image_size} images), more than the {_human(available)} free on "
+            f"{torch.device(device)}. Fix: lower --width, --depth, --image-size or "
+            "--batch-size."
+        )
+    return RunFootprint(parameters, elements, minimum)
