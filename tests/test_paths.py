@@ -37,3 +37,17 @@ def test_child_path_refuses_a_link_out_of_the_parent(tmp_path: Path) -> None:
     assert child_path(parent, "fresh") == parent / "fresh"
     with pytest.raises(InputError, match="outside"):
         child_path(parent, "linked")
+
+
+def test_stale_temporaries_are_removed(tmp_path: Path) -> None:
+    from gradprobe.util.atomic import atomic_path, remove_stale_temporaries
+
+    with pytest.raises(RuntimeError, match="killed"), atomic_path(tmp_path / "checkpoint.pt"):
+        raise RuntimeError("killed")  # an exception cleans up; a SIGKILL would not
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"x" * 100)
+    keep = [tmp_path / "checkpoint.pt", tmp_path / "notes.tmp", tmp_path / ".hidden"]
+    for path in keep:
+        path.write_text("kept")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and all(path.exists() for path in keep)

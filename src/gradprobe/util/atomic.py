@@ -26,12 +26,20 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+_TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = ".", ".tmp"
+
+
+def _temporary_pattern(target_name: str = "*") -> str:
+    return f"{_TEMPORARY_PREFIX}{target_name}.*{_TEMPORARY_SUFFIX}"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{_TEMPORARY_PREFIX}{target.name}.",
+                                    suffix=_TEMPORARY_SUFFIX)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -42,6 +50,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writers left in `directory`; return them.
+
+    A SIGKILL between `mkstemp` and the rename leaves a checkpoint-sized `.NAME.XXXX.tmp` for
+    good. Call this only while holding the directory's lock: a live writer's file looks the same.
+    """
+    removed = []
+    for path in sorted(Path(directory).glob(_temporary_pattern())):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_atomic(
