@@ -1,4 +1,4 @@
-"""Names that become paths cannot leave their parent folder."""
+"""Names that become paths cannot leave their parent folder; killed writers leave nothing."""
 
 from __future__ import annotations
 
