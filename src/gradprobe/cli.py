@@ -183,6 +183,13 @@ def config_values(args: argparse.Namespace, section: str) -> dict[str, Any]:
             for key, value in vars(args).items() if key.startswith(prefix)}
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The `RunConfig` that `gradprobe train`'s flags describe; unset fields keep the models'
+    defaults."""
+    return RunConfig.model_validate(
+        {section: config_values(args, section) for section in ("model", "data", "train", "probe")})
+
+
 def _flag_of(loc: tuple[Any, ...]) -> str:
     """`--image-size` for the error location ("data", "image_size"), else the dotted path."""
     dotted = ".".join(map(str, loc))
@@ -227,8 +234,7 @@ def _train(args: argparse.Namespace) -> int:
     from gradprobe.models import list_models
     from gradprobe.train import train
 
-    config = RunConfig.model_validate(
-        {section: config_values(args, section) for section in ("model", "data", "train", "probe")})
+    config = run_config(args)
     if config.model.name not in list_models():
         raise InputError(f"unknown model {config.model.name!r}; known models: "
                          f"{', '.join(list_models())}.")
