@@ -108,6 +108,8 @@ def test_spec_errors_name_the_key_and_the_allowed_values(spec: dict, message: st
         ({"data": {"image_size": 4}}, "data.image_size: Input should be greater than or equal"),
         ({"model": {"norm": "group"}}, "model.norm: Input should be 'none' or 'batch'"),
         ({"probe": {"every": 0}}, "probe.every: Input should be greater than or equal to 1"),
+        ({"probe": {"metrics": ["weight_grad_nrom"]}},
+         "probe.metrics: Value error, unknown metric(s) weight_grad_nrom; known metrics:"),
     ],
 )
 def test_a_bad_shared_section_is_reported_under_its_own_name(section: dict,

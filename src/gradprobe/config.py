@@ -7,11 +7,11 @@ and description live here only: the CLI builds its flags and `--help` from these
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from gradprobe.metrics import default_metrics
+from gradprobe.metrics import default_metrics, list_metrics
 
 Norm = Literal["none", "batch"]
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu"]
@@ -21,6 +21,18 @@ Scheduler = Literal["step", "cosine", "none"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Stem = Literal["imagenet", "cifar"]
 Executor = Literal["local", "ray"]
+
+
+def _known_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in list_metrics()]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known metrics: "
+                         f"{', '.join(list_metrics())}")
+    return names
+
+
+# An annotation, not a field validator, so a spec's `probe:` section checks names the same way.
+MetricNames = Annotated[tuple[str, ...], AfterValidator(_known_metrics)]
 
 
 class _Frozen(BaseModel):
@@ -104,7 +116,7 @@ class TrainConfig(_Frozen):
 class ProbeConfig(_Frozen):
     """What the gradient probe records, and how often."""
 
-    metrics: tuple[str, ...] = Field(default_metrics(), description="probe metrics to record")
+    metrics: MetricNames = Field(default_metrics(), description="probe metrics to record")
     every: int = Field(1, ge=1, description="record every k-th optimiser step")
 
 
