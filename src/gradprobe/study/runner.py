@@ -115,7 +115,7 @@ def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> Ex
     try:
         return ExecutionConfig(**options)
     except ValidationError as error:
-        raise InputError(describe_error(error, "run_study", what="execution options")) from None
+        raise InputError(describe_error(error, "", what="execution options")) from None
 
 
 def _check_same_study(study_dir: Path, study: ResolvedStudy) -> None:

@@ -176,7 +176,8 @@ def describe_error(error: ValidationError, origin: str, what: str = "study spec"
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against the documented keys)"
         lines.append(f"  {path}: {message}")
-    return f"invalid {what} ({origin}):\n" + "\n".join(lines)
+    where = f" ({origin})" if origin else ""
+    return f"invalid {what}{where}:\n" + "\n".join(lines)
 
 
 def _format_path(loc: tuple[Any, ...]) -> str:
