@@ -94,8 +94,10 @@ def run_config(case: TrainerCase, probe: ProbeConfig) -> RunConfig:
         model=ModelConfig(name=case.model, width=case.width),
         data=DataConfig(image_size=case.image_size, seed=0, split=data["split"],
                         images_per_class=data["images_per_class"], num_classes=3),
+        # The hand-written loop runs at this process's thread count: so does the trainer.
         train=TrainConfig(epochs=1, batch_size=case.batch_size, lr=0.01, seed=0,
-                          device=case.device, amp=case.amp, max_steps_per_epoch=case.steps),
+                          device=case.device, amp=case.amp, max_steps_per_epoch=case.steps,
+                          threads=torch.get_num_threads()),
         probe=probe,
     )
 

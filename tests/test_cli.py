@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from gradprobe import __version__
-from gradprobe.cli import main
+from gradprobe.cli import build_parser, main, run_config
+from gradprobe.config import (
+    DataConfig,
+    ExecutionConfig,
+    ModelConfig,
+    ProbeConfig,
+    RunConfig,
+    TrainConfig,
+)
+from gradprobe.metrics import gradient_size_metrics
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ZOO = ("vgg11", "vgg13", "vgg16", "vgg19", "vgg_deep", "resnet18", "resnet34", "plain18",
@@ -61,3 +71,59 @@ def test_bad_input_exits_2_with_a_message(argv: list[str], message: str, tmp_pat
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_version_is_the_installed_package_metadata() -> None:
+    """Declared once, in pyproject.toml."""
+    assert __version__ == importlib.metadata.version("gradprobe")
+
+
+def test_train_flags_default_to_the_config_models() -> None:
+    args = build_parser().parse_args(["train", "--model", "mlp", "--out", "r"])
+    assert run_config(args) == RunConfig(model=ModelConfig(name="mlp"))
+
+
+def test_every_config_field_has_a_train_flag_that_sets_it() -> None:
+    argv = ["train", "--model", "plain", "--out", "r", "--depth", "8", "--width", "0.5",
+            "--norm", "batch", "--activation", "tanh", "--init", "xavier", "--stem", "imagenet",
+            "--dataset", "fashion-mnist", "--image-size", "28", "--split", "0.8", "0.1", "0.1",
+            "--data-seed", "3", "--images-per-class", "10", "--num-classes", "4",
+            "--max-train-images", "50", "--data-root", "/d", "--download", "--augment",
+            "--epochs", "2", "--batch-size", "8", "--lr", "0.1", "--momentum", "0.9",
+            "--weight-decay", "0.001", "--optimizer", "adam", "--scheduler", "cosine",
+            "--step-size", "2", "--gamma", "0.1", "--seed", "5", "--device", "cpu",
+            "--threads", "2", "--amp", "--tensorboard", "--max-steps-per-epoch", "3",
+            "--checkpoint-every", "4", "--metrics", "update_ratio", "dead_fraction",
+            "--every", "2"]
+    config = run_config(build_parser().parse_args(argv))
+    for section, model in (("model", ModelConfig), ("data", DataConfig),
+                           ("train", TrainConfig), ("probe", ProbeConfig)):
+        values = getattr(config, section)
+        unchanged = [name for name, info in model.model_fields.items()
+                     if not info.is_required() and getattr(values, name) == info.default]
+        assert unchanged == [], f"{section} flags that did not set their field: {unchanged}"
+    assert config.data.seed == 3 and config.train.seed == 5
+    assert config.data.split == (0.8, 0.1, 0.1)
+    assert config.probe.metrics == ("update_ratio", "dead_fraction")
+
+
+def test_study_execution_flags_default_to_the_execution_config() -> None:
+    args = vars(build_parser().parse_args(["study"]))
+    assert {key for key in args if key.startswith("execution.")} == set()  # unset: model defaults
+    args = vars(build_parser().parse_args(["study", "--jobs", "3", "--executor", "ray"]))
+    assert ExecutionConfig(jobs=args["execution.jobs"], executor=args["execution.executor"]) \
+        == ExecutionConfig(jobs=3, executor="ray")
+
+
+def test_report_metric_choices_are_the_catalog_gradient_size_metrics() -> None:
+    assert "update_ratio" in gradient_size_metrics()
+    for metric in gradient_size_metrics():
+        assert build_parser().parse_args(["report", "d", "--metric", metric]).metric == metric
+
+
+def test_an_invalid_option_names_its_flag_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--model", "mlp", "--out", str(out), "--image-size", "4"]) == 2
+    assert "--image-size: Input should be greater than or equal to 8" in capsys.readouterr().err
+    assert not out.exists()

@@ -7,17 +7,34 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
-from gradprobe import __version__
-from gradprobe.config import Activation, Init, Norm, Optimizer, Scheduler
+from gradprobe._version import __version__
+from gradprobe.config import (
+    Activation,
+    DataConfig,
+    ExecutionConfig,
+    Init,
+    ModelConfig,
+    ProbeConfig,
+    RunConfig,
+    TrainConfig,
+    ZooConfig,
+)
 from gradprobe.errors import InputError
+from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
+from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+# "section.field" -> its flag, to name the flag in a validation error.
+_FLAGS: dict[str, str] = {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{_flag_of(e['loc'])}: {e['msg']}" for e in error.errors())
         print(f"gradprobe {args.command}: error: invalid option: {problems}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -50,22 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the model zoo, or summarise one model")
     models.add_argument("name", nargs="?", help="a model name: print its per-layer summary")
-    _add_model_options(models)
-    models.add_argument("--num-classes", type=int, default=10)
-    models.add_argument("--image-size", type=int, default=32)
+    add_config_flags(models, ModelConfig, "model", exclude=("name",))
+    add_config_flags(models, ZooConfig, "zoo")
     models.set_defaults(handler=_models)
 
     datasets = commands.add_parser("datasets", help="list the dataset kinds")
     datasets.set_defaults(handler=_datasets)
 
     train = commands.add_parser("train", help="train one run into a run directory")
-    train.add_argument("--model", required=True, help="model name (see `gradprobe models`)")
     train.add_argument("--out", required=True, type=Path, help="run directory")
-    _add_model_options(train)
-    _add_data_options(train)
-    _add_train_options(train)
-    train.add_argument("--metrics", nargs="+", default=None, help="probe metrics to record")
-    train.add_argument("--every", type=int, default=1, help="record every k-th step")
+    add_config_flags(train, ModelConfig, "model", flags={"name": "--model"})
+    add_config_flags(train, DataConfig, "data", flags={"seed": "--data-seed"})
+    add_config_flags(train, TrainConfig, "train")
+    add_config_flags(train, ProbeConfig, "probe", choices={"metrics": list_metrics()})
     train.add_argument("--quiet", action="store_true", help="print nothing but errors")
     train.add_argument("--force", action="store_true",
                        help="discard what --out holds and train from scratch")
@@ -73,21 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("study", help="run a study and write its report")
     study.add_argument("spec", nargs="?", default=None,
-                       help="a YAML spec or a built-in study (default: vanishing-gradients)")
-    study.add_argument("--out", type=Path, default=Path("runs/study"), help="study directory")
-    study.add_argument("--preset", choices=("smoke", "quick", "full"), default=None,
+                       help=f"a YAML spec or a built-in study: {', '.join(BUILTIN_STUDIES)} "
+                            f"(default: {DEFAULT_STUDY})")
+    study.add_argument("--out", type=Path, default=DEFAULT_STUDY_DIR,
+                       help=f"study directory (default: {DEFAULT_STUDY_DIR})")
+    study.add_argument("--preset", choices=tuple(PRESETS), default=None,
                        help="sizes merged under the spec (default: full with CUDA, else quick)")
-    study.add_argument("--dataset", default=None, help=_DATASET_HELP)
-    study.add_argument("--jobs", type=int, default=1, help="runs at once in a process pool")
-    study.add_argument("--executor", choices=("local", "ray"), default="local")
-    study.add_argument("--ray-address", default=None, help="an existing Ray cluster's address")
-    study.add_argument("--quiet", action="store_true")
+    study.add_argument("--dataset", default=None,
+                       help="replaces the spec's dataset: "
+                            f"{DataConfig.model_fields['dataset'].description}")
+    add_config_flags(study, ExecutionConfig, "execution")
+    study.add_argument("--quiet", action="store_true", help="print nothing but the result")
     study.set_defaults(handler=_study)
 
     report = commands.add_parser("report", help="(re)write the report of a study directory")
     report.add_argument("dir", type=Path)
-    report.add_argument("--metric", default="weight_grad_norm",
-                        choices=("weight_grad_norm", "weight_grad_rms", "output_grad_norm"))
+    report.add_argument("--metric", default=default_metrics()[0],
+                        choices=gradient_size_metrics(),
+                        help=f"the gradient-size metric the report fits and draws "
+                             f"(default: {default_metrics()[0]})")
     report.set_defaults(handler=_report)
 
     scan = commands.add_parser("scan", help="gradient flow at initialisation across depths")
@@ -103,49 +121,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DATASET_HELP = "synthetic, fashion-mnist, cifar10, or a path to an ImageFolder tree"
+def add_config_flags(parser: argparse.ArgumentParser, config: type[BaseModel], section: str, *,
+                     exclude: Sequence[str] = (), flags: dict[str, str] | None = None,
+                     choices: dict[str, Sequence[str]] | None = None) -> None:
+    """One flag per field of `config` (`--image-size` for `image_size`), typed and described by
+    the field. An unused flag stays out of the namespace, so the model's own default applies."""
+    for name, info in config.model_fields.items():
+        if name in exclude:
+            continue
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        dest = f"{section}.{name}"
+        _FLAGS[dest] = flag
+        options: dict[str, Any] = {"dest": dest, "help": _help(config, name)}
+        if info.is_required():
+            options["required"] = True
+        else:
+            options["default"] = argparse.SUPPRESS
+        options.update(_value_options(info))
+        if "action" not in options and "choices" not in options:
+            options["metavar"] = name.upper()
+        if choices and name in choices:  # a long list: name it once in the help, not the usage
+            options["choices"] = tuple(choices[name])
+            options["metavar"] = name.upper()
+            options["help"] += f"; any of: {', '.join(choices[name])}"
+        parser.add_argument(flag, **options)
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier")
-    parser.add_argument("--norm", choices=get_args(Norm), default=None,
-                        help="default: the family's (batch for resnets, none for VGG/MLP)")
-    parser.add_argument("--activation", choices=get_args(Activation), default="relu")
-    parser.add_argument("--init", choices=get_args(Init), default="kaiming")
-    parser.add_argument("--depth", type=int, default=None, help="layers, where the family has it")
-    parser.add_argument("--stem", choices=("imagenet", "cifar"), default=None,
-                        help="resnet/plain stem")
+def _value_options(info: FieldInfo) -> dict[str, Any]:
+    """How argparse reads a field's value: a switch, a choice, a number, or a list."""
+    kind = info.annotation
+    if get_origin(kind) in (Union, types.UnionType):  # X | None: None is the unset default
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if kind is bool:
+        if info.default is not False:
+            raise TypeError("a boolean config field becomes a switch: its default must be False")
+        return {"action": "store_true"}
+    if get_origin(kind) is Literal:
+        return {"choices": get_args(kind)}
+    if get_origin(kind) is tuple:
+        items = get_args(kind)
+        nargs: int | str = "+" if items[-1] is Ellipsis else len(items)
+        return {"nargs": nargs, "type": items[0]}
+    return {"type": kind}
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="synthetic", help=_DATASET_HELP)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--data-root", default=None, help="where fashion-mnist/cifar10 live")
-    parser.add_argument("--download", action="store_true", help="let torchvision download")
-    parser.add_argument("--images-per-class", type=int, default=600, help="synthetic only")
-    parser.add_argument("--num-classes", type=int, default=3, help="synthetic only")
-    parser.add_argument("--max-train-images", type=int, default=None)
-    parser.add_argument("--augment", action="store_true", help="random crop + horizontal flip")
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the split")
+def _help(config: type[BaseModel], name: str) -> str:
+    info = config.model_fields[name]
+    text = info.description or ""
+    if not info.is_required() and info.default is not None and info.default is not False:
+        default = info.default
+        if isinstance(default, tuple):
+            default = " ".join(map(str, default))
+        text += f" (default: {default})"
+    return text.replace("%", "%%")  # argparse %-formats help strings
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--momentum", type=float, default=0.0)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--optimizer", choices=get_args(Optimizer), default="sgd")
-    parser.add_argument("--scheduler", choices=get_args(Scheduler), default="step")
-    parser.add_argument("--step-size", type=int, default=5)
-    parser.add_argument("--gamma", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
-    parser.add_argument("--tensorboard", action="store_true")
-    parser.add_argument("--max-steps-per-epoch", type=int, default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="also checkpoint every N steps inside an epoch")
+def config_values(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """The fields of `section` given on the command line (lists as tuples, as the models hold)."""
+    prefix = f"{section}."
+    return {key[len(prefix):]: tuple(value) if isinstance(value, list) else value
+            for key, value in vars(args).items() if key.startswith(prefix)}
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The `RunConfig` that `gradprobe train`'s flags describe; unset fields keep the models'
+    defaults."""
+    return RunConfig.model_validate(
+        {section: config_values(args, section) for section in ("model", "data", "train", "probe")})
+
+
+def _flag_of(loc: tuple[Any, ...]) -> str:
+    """`--image-size` for the error location ("data", "image_size"), else the dotted path."""
+    dotted = ".".join(map(str, loc))
+    return _FLAGS.get(".".join(map(str, loc[:2])), dotted)
 
 
 def _progress(quiet: bool):
@@ -157,18 +205,20 @@ def _progress(quiet: bool):
 def _models(args: argparse.Namespace) -> int:
     from gradprobe.models import build_model, count_parameters, list_models, model_summary
 
-    options = {"num_classes": args.num_classes, "width": args.width, "norm": args.norm,
-               "activation": args.activation, "init": args.init, "depth": args.depth,
-               "stem": args.stem}
+    model = ModelConfig(name=args.name or "", **config_values(args, "model"))
+    zoo = ZooConfig(**config_values(args, "zoo"))
     if args.name:
-        model = build_model(args.name, **options)
-        print(model_summary(model, input_size=(1, 3, args.image_size, args.image_size)))
+        built = build_model(args.name, num_classes=zoo.num_classes, **model.builder_options())
+        print(model_summary(built, input_size=(1, 3, zoo.image_size, zoo.image_size)))
         return EXIT_OK
-    print(f"{'model':<16}{'parameters':>14}  (num_classes={args.num_classes}, "
-          f"width={args.width})")
+    print(f"{'model':<16}{'parameters':>14}  (num_classes={zoo.num_classes}, "
+          f"width={model.width})")
+    # Depth and stem are options of some families only: the listing uses each family's own.
+    family_options = {k: v for k, v in model.builder_options().items()
+                      if k not in ("stem", "depth")}
     for name in list_models():
-        family_options = {k: v for k, v in options.items() if k not in ("stem", "depth")}
-        print(f"{name:<16}{count_parameters(build_model(name, **family_options)):>14,}")
+        built = build_model(name, num_classes=zoo.num_classes, **family_options)
+        print(f"{name:<16}{count_parameters(built):>14,}")
     return EXIT_OK
 
 
@@ -181,30 +231,13 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
     from gradprobe.models import list_models
     from gradprobe.train import train
 
-    if args.model not in list_models():
-        raise InputError(f"unknown model {args.model!r}; known models: "
+    config = run_config(args)
+    if config.model.name not in list_models():
+        raise InputError(f"unknown model {config.model.name!r}; known models: "
                          f"{', '.join(list_models())}.")
-    probe = {"every": args.every} | ({"metrics": tuple(args.metrics)} if args.metrics else {})
-    config = RunConfig(
-        model=ModelConfig(name=args.model, depth=args.depth, width=args.width, norm=args.norm,
-                          activation=args.activation, init=args.init, stem=args.stem),
-        data=DataConfig(dataset=args.dataset, image_size=args.image_size, seed=args.data_seed,
-                        images_per_class=args.images_per_class, num_classes=args.num_classes,
-                        max_train_images=args.max_train_images, data_root=args.data_root,
-                        download=args.download, augment=args.augment),
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          momentum=args.momentum, weight_decay=args.weight_decay,
-                          optimizer=args.optimizer, scheduler=args.scheduler,
-                          step_size=args.step_size, gamma=args.gamma, seed=args.seed,
-                          device=args.device, amp=args.amp, tensorboard=args.tensorboard,
-                          max_steps_per_epoch=args.max_steps_per_epoch,
-                          checkpoint_every=args.checkpoint_every),
-        probe=ProbeConfig(**probe),
-    )
     result = train(config, args.out, force=args.force, progress=_progress(args.quiet))
     if result.state == "diverged":
         print(f"{args.out}: diverged at step {result.summary['diverged_step']} "
@@ -215,17 +248,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from gradprobe.study import plan_study, run_study, spec_from_argument
-    from gradprobe.study.runner import describe_plan
-    from gradprobe.train.device import resolve_device
+    from gradprobe.study import run_study
 
-    spec = spec_from_argument(args.spec)
-    plan = plan_study(spec, preset=args.preset, dataset=args.dataset)
-    progress = _progress(args.quiet)
-    for line in describe_plan(plan, args.out.resolve(), resolve_device("auto").type):
-        progress.message(line)
-    result = run_study(spec, args.out, preset=plan.preset, dataset=args.dataset, jobs=args.jobs,
-                       executor=args.executor, ray_address=args.ray_address, progress=progress)
+    result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
+                       progress=_progress(args.quiet), **config_values(args, "execution"))
     print(_format_rows(result.rows))
     print(f"report: {result.report.get('html', result.study_dir / 'report.html')}")
     return EXIT_OK

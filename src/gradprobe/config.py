@@ -1,14 +1,17 @@
 """Frozen configuration models, one per concern, written next to every result.
 
 Config is passed, never read from globals: a run is fully described by a `RunConfig`, which is
-serialised into the run directory's `config.json` and compared on resume.
+serialised into the run directory's `config.json` and compared on resume. Each field's default
+and description live here only: the CLI builds its flags and `--help` from these models.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from gradprobe.metrics import default_metrics, list_metrics
 
 Norm = Literal["none", "batch"]
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu"]
@@ -16,6 +19,20 @@ Init = Literal["default", "kaiming", "xavier", "orthogonal"]
 Optimizer = Literal["sgd", "adam", "adamw"]
 Scheduler = Literal["step", "cosine", "none"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Stem = Literal["imagenet", "cifar"]
+Executor = Literal["local", "ray"]
+
+
+def _known_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in list_metrics()]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known metrics: "
+                         f"{', '.join(list_metrics())}")
+    return names
+
+
+# An annotation, not a field validator, so a spec's `probe:` section checks names the same way.
+MetricNames = Annotated[tuple[str, ...], AfterValidator(_known_metrics)]
 
 
 class _Frozen(BaseModel):
@@ -25,13 +42,16 @@ class _Frozen(BaseModel):
 class ModelConfig(_Frozen):
     """Which architecture to build and with which options (see `gradprobe models`)."""
 
-    name: str  # registry name, e.g. "vgg_deep", "resnet18", "plain18", "mlp"
-    depth: int | None = None  # layers for families with a configurable depth; None = family default
-    width: float = 1.0  # channel multiplier (0.25 for CPU studies)
-    norm: Norm | None = None  # None = the family's own default (batch for resnets, none for vgg)
-    activation: Activation = "relu"  # nonlinearity between layers
-    init: Init = "kaiming"  # He (Kaiming normal) init, as in the assignment
-    stem: Literal["imagenet", "cifar"] | None = None  # resnet/plain stem; None = "cifar"
+    name: str = Field(description="registry name, e.g. vgg_deep, resnet18, plain18, mlp")
+    depth: int | None = Field(None, description="layers, for families with a configurable "
+                              "depth (default: the family's)")
+    width: float = Field(1.0, description="channel multiplier (0.125-0.25 for CPU studies)")
+    norm: Norm | None = Field(None, description="normalisation (default: the family's: batch "
+                              "for resnets, none for VGG/MLP)")
+    activation: Activation = Field("relu", description="nonlinearity between layers")
+    init: Init = Field("kaiming", description="weight init (He/Kaiming normal, as in the "
+                       "assignment)")
+    stem: Stem | None = Field(None, description="resnet/plain stem (default: cifar)")
 
     def builder_options(self) -> dict[str, Any]:
         """Keyword options for `build_model`, leaving family defaults where unset."""
@@ -42,16 +62,21 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Which images, how they are prepared and split."""
 
-    dataset: str = "synthetic"  # synthetic | fashion-mnist | cifar10 | path to an ImageFolder tree
-    image_size: int = Field(64, ge=8, le=512)  # images are resized to image_size x image_size
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train / val / test fractions
-    seed: int = 0  # seeds the split (and the synthetic generator): same seed, same images
-    images_per_class: int = Field(600, ge=4)  # synthetic only
-    num_classes: int = Field(3, ge=2, le=10)  # synthetic only
-    max_train_images: int | None = Field(None, ge=1)  # cap the train split (quick presets)
-    data_root: str | None = None  # where torchvision sets live (else $GRADPROBE_DATA, Debian's)
-    download: bool = False  # let torchvision download a missing set
-    augment: bool = False  # random crop with padding + horizontal flip (off, as in the assignment)
+    dataset: str = Field("synthetic", description="synthetic, fashion-mnist, cifar10, or a "
+                         "path to an ImageFolder tree")
+    image_size: int = Field(64, ge=8, le=512, description="images are resized to "
+                            "image_size x image_size pixels")
+    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15),
+                                              description="train / val / test fractions")
+    seed: int = Field(0, description="seed of the split (and of the synthetic generator): "
+                      "same seed, same images")
+    images_per_class: int = Field(600, ge=4, description="synthetic only")
+    num_classes: int = Field(3, ge=2, le=10, description="synthetic only")
+    max_train_images: int | None = Field(None, ge=1, description="cap the train split")
+    data_root: str | None = Field(None, description="where torchvision sets live (else "
+                                  "$GRADPROBE_DATA, then Debian's)")
+    download: bool = Field(False, description="let torchvision download a missing set")
+    augment: bool = Field(False, description="random crop with padding + horizontal flip")
 
     @field_validator("split")
     @classmethod
@@ -64,28 +89,35 @@ class DataConfig(_Frozen):
 class TrainConfig(_Frozen):
     """How to train: the assignment's defaults."""
 
-    epochs: int = Field(15, ge=1)  # passes over the train split
-    batch_size: int = Field(32, ge=1)  # images per optimiser step
-    lr: float = Field(0.01, gt=0)  # initial learning rate
-    momentum: float = Field(0.0, ge=0, lt=1)  # SGD momentum (the assignment used plain SGD)
-    weight_decay: float = Field(0.0, ge=0)  # L2 penalty
-    optimizer: Optimizer = "sgd"  # sgd | adam | adamw
-    scheduler: Scheduler = "step"  # StepLR by default
-    step_size: int = Field(5, ge=1)  # StepLR period in epochs
-    gamma: float = Field(0.5, gt=0, le=1)  # StepLR decay factor
-    seed: int = 0  # seeds weights, shuffling and augmentation
-    device: Device = "auto"  # auto = cuda, else mps, else cpu
-    amp: bool = False  # autocast + GradScaler on CUDA
-    tensorboard: bool = False  # also write TensorBoard event files
-    max_steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (smoke tests)
-    checkpoint_every: int = Field(0, ge=0)  # also checkpoint every N steps in an epoch (0 = off)
+    epochs: int = Field(15, ge=1, description="passes over the train split")
+    batch_size: int = Field(32, ge=1, description="images per optimiser step")
+    lr: float = Field(0.01, gt=0, description="initial learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (the assignment used "
+                            "plain SGD)")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty")
+    optimizer: Optimizer = Field("sgd", description="optimiser")
+    scheduler: Scheduler = Field("step", description="learning-rate schedule")
+    step_size: int = Field(5, ge=1, description="StepLR period in epochs")
+    gamma: float = Field(0.5, gt=0, le=1, description="StepLR decay factor")
+    seed: int = Field(0, description="seeds weights, shuffling and augmentation")
+    device: Device = Field("auto", description="auto = cuda, else mps, else cpu")
+    # CPU reductions (conv, matmul, sums) split their work by thread count, so the count is part
+    # of the result: a run's numbers must not depend on the executor or the machine's load.
+    threads: int = Field(1, ge=1, description="torch CPU threads of the run; part of the "
+                         "result, so fixed (1 suits these small models)")
+    amp: bool = Field(False, description="mixed precision (autocast + GradScaler) on CUDA")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch "
+                                            "(smoke tests)")
+    checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps inside "
+                                  "an epoch (0 = off)")
 
 
 class ProbeConfig(_Frozen):
     """What the gradient probe records, and how often."""
 
-    metrics: tuple[str, ...] = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm")
-    every: int = Field(1, ge=1)  # record every k-th optimiser step
+    metrics: MetricNames = Field(default_metrics(), description="probe metrics to record")
+    every: int = Field(1, ge=1, description="record every k-th optimiser step")
 
 
 class RunConfig(_Frozen):
@@ -95,3 +127,20 @@ class RunConfig(_Frozen):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     probe: ProbeConfig = ProbeConfig()
+
+
+class ExecutionConfig(_Frozen):
+    """Who trains a study's runs. Never changes a run's numbers (see `TrainConfig.threads`)."""
+
+    jobs: int = Field(1, ge=1, description="runs at once in a local process pool")
+    executor: Executor = Field("local", description="local (this machine) or ray (a Ray "
+                               "cluster, one task per run)")
+    ray_address: str | None = Field(None, description="an existing Ray cluster's address "
+                                    "(default: start a local Ray)")
+
+
+class ZooConfig(_Frozen):
+    """The head and input size `gradprobe models` builds to count and summarise the zoo."""
+
+    num_classes: int = Field(10, ge=1, description="classes of the head")
+    image_size: int = Field(32, ge=8, description="input size of the per-layer summary")

@@ -1,7 +1,8 @@
 """The one channel through which the library reports progress.
 
-Library code never prints; it calls a `Progress`. The CLI passes a `ConsoleProgress`; library
-users get `NullProgress` (silence) unless they pass their own.
+Library code never prints; it calls a `Progress`. The CLI passes a `ConsoleProgress` (or a
+`NullProgress` for --quiet); library users get `NullProgress` (silence) unless they pass their
+own. A study's worker processes report through `for_worker(progress)`, so --quiet reaches them.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ class ConsoleProgress:
     """Lines on `stream`; a tqdm bar per epoch only when `stream` is a terminal."""
 
     def __init__(self, stream: TextIO | None = None, bars: bool | None = None) -> None:
-        self._stream = stream or sys.stderr
+        self._own_stream = stream  # None: whatever sys.stderr is where the lines are written
         self._bars = self._stream.isatty() if bars is None else bars
+
+    @property
+    def _stream(self) -> TextIO:
+        return self._own_stream or sys.stderr
 
     def message(self, text: str) -> None:
         tqdm.write(text, file=self._stream)
@@ -73,3 +78,15 @@ class ConsoleProgress:
             return _NullBar()
         return _TqdmBar(tqdm(total=total, initial=initial, desc=description, leave=False,
                              file=self._stream, dynamic_ncols=True))
+
+
+def for_worker(progress: Progress) -> Progress:
+    """What a worker process (process pool, Ray task) reports through, in place of `progress`.
+
+    Picklable, and silent when `progress` is: a --quiet study stays quiet in every worker.
+    Anything else becomes lines on the worker's stderr without bars (bars of concurrent runs
+    would overwrite each other); the main process still reports each run's outcome.
+    """
+    if isinstance(progress, NullProgress):
+        return NullProgress()
+    return ConsoleProgress(bars=False)

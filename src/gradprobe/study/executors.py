@@ -2,22 +2,24 @@
 
 Every executor calls the same `run_one`, and gradprobe's own checkpoints are the source of truth
 for resuming, whoever runs a run: an executor never restarts a run from step 0 behind the
-trainer's back (Ray Tune's experiment restore can; we use plain Ray tasks instead).
+trainer's back (Ray Tune's experiment restore can; we use plain Ray tasks instead). Nor does an
+executor change a run's numbers: the trainer sets the run's own thread count
+(`TrainConfig.threads`), so local, pool and Ray runs are bit-identical.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from gradprobe.config import DataConfig, RunConfig
+from gradprobe.data import Splits, load_dataset_from_config
 from gradprobe.errors import InputError
-from gradprobe.progress import ConsoleProgress, Progress
+from gradprobe.progress import Progress, for_worker
 from gradprobe.train.rundir import RunBusyError
 
 
@@ -36,13 +38,14 @@ class RunOutcome:
     skipped: bool = False  # finished before this study invocation: left alone
 
 
-def run_one(task: RunTask, progress: Progress, splits: object | None = None) -> RunOutcome:
+def run_one(task: RunTask, progress: Progress,
+            load_data: Callable[[DataConfig], Splits] = load_dataset_from_config) -> RunOutcome:
     """Train one run; never raises for a run's own failure (the run directory records it)."""
     from gradprobe.train import train
 
     try:
         result = train(task.config, task.run_dir, name=task.name, progress=progress,
-                       splits=splits)  # type: ignore[arg-type]
+                       load_data=load_data)
     except RunBusyError as error:
         return RunOutcome(task.name, "busy", str(error))
     except Exception as error:  # recorded with its traceback in the run's status.json
@@ -53,35 +56,18 @@ def run_one(task: RunTask, progress: Progress, splits: object | None = None) -> 
 
 def execute_local(tasks: list[RunTask], progress: Progress) -> list[RunOutcome]:
     """One run after another in this process; each distinct dataset is loaded once."""
-    from gradprobe.data import load_dataset_from_config
-
-    loaded: dict[DataConfig, object] = {}
-    outcomes = []
-    for task in tasks:
-        data = task.config.data
-        if data not in loaded:
-            loaded[data] = load_dataset_from_config(data)
-        outcomes.append(run_one(task, progress, loaded[data]))
-    return outcomes
-
-
-def _pool_initializer(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _pool_run(task: RunTask) -> RunOutcome:
-    return run_one(task, ConsoleProgress(bars=False))
+    # The trainer's own loader, memoised: DataConfig is frozen, hence a hashable key.
+    load_data = functools.cache(load_dataset_from_config)
+    return [run_one(task, progress, load_data) for task in tasks]
 
 
 def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[RunOutcome]:
-    """N runs at once in worker processes, torch threads split so they don't oversubscribe."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    """N runs at once in worker processes; each run sets its own thread count."""
     context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
+    worker_progress = for_worker(progress)
     outcomes: dict[str, RunOutcome] = {}
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_pool_initializer, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(_pool_run, task): task for task in tasks}
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(run_one, task, worker_progress): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             task = futures[future]
             try:
@@ -108,8 +94,16 @@ def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = 
     try:
         if gpus_per_run is None:
             gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(_ray_run)
-        pending = {remote.remote(task): task for task in tasks}
+        cpus = ray.cluster_resources().get("CPU", 0)
+        threads = max(task.config.train.threads for task in tasks)
+        if threads > cpus:  # such a task would wait for its CPUs forever
+            raise InputError(f"a run asks for {threads} threads (train.threads) but the Ray "
+                             f"cluster has {cpus:g} CPUs; lower train.threads in the spec.")
+        remote = ray.remote(num_gpus=gpus_per_run, max_retries=0)(run_one)
+        worker_progress = for_worker(progress)
+        # Each task reserves as many CPUs as the threads its run computes with.
+        pending = {remote.options(num_cpus=task.config.train.threads)
+                   .remote(task, worker_progress): task for task in tasks}
         outcomes: dict[str, RunOutcome] = {}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -124,15 +118,6 @@ def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = 
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _ray_run(task: RunTask) -> RunOutcome:
-    import ray
-
-    # Reused Ray workers keep the thread count of their first task: set it for every task.
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
-    return run_one(task, ConsoleProgress(bars=False))
 
 
 def _report(progress: Progress, outcome: RunOutcome) -> None:

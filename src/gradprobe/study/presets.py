@@ -6,9 +6,15 @@ the built-in study finishes in minutes on a 2-core CPU; `smoke` is for tests (se
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gradprobe.errors import InputError
+
+# What `gradprobe study` runs and where it writes when not told.
+BUILTIN_STUDIES = ("vanishing-gradients",)  # study/builtin/<name>.yaml
+DEFAULT_STUDY = "vanishing-gradients"
+DEFAULT_STUDY_DIR = Path("runs/study")
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
@@ -42,7 +48,7 @@ def get_preset(name: str) -> dict[str, dict[str, Any]]:
 
 
 def default_preset() -> str:
-    """`full` on a CUDA machine, else `quick`."""
+    """`full` on a CUDA machine, else `quick` (the preset when none is chosen)."""
     import torch
 
     return "full" if torch.cuda.is_available() else "quick"

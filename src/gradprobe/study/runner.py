@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
+from gradprobe.config import ExecutionConfig
 from gradprobe.errors import InputError
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.study.executors import (
@@ -19,12 +21,9 @@ from gradprobe.study.executors import (
     execute_pool,
     execute_ray,
 )
-from gradprobe.study.presets import default_preset, get_preset
-from gradprobe.study.spec import ResolvedStudy, StudySpec, load_spec, resolve
+from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
+from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
 from gradprobe.util.atomic import write_text_atomic
-
-BUILTIN_STUDIES = ("vanishing-gradients",)
-DEFAULT_STUDY = "vanishing-gradients"
 
 
 @dataclass
@@ -66,35 +65,37 @@ def run_study(
     *,
     preset: str | None = None,
     dataset: str | None = None,
-    jobs: int = 1,
-    executor: str = "local",
-    ray_address: str | None = None,
+    execution: ExecutionConfig | None = None,
     progress: Progress | None = None,
     write_report: bool = True,
+    **execution_options: Any,
 ) -> StudyResult:
     """Run every run of a study into `out_dir/runs/`, then write its report.
 
-    Idempotent: finished runs are skipped, interrupted ones resume from their checkpoints, and
-    the report is rendered again from whatever the run directories hold.
+    `spec` is a built-in study's name, a YAML path, a dict or a `StudySpec` (None: the built-in
+    default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` replaces the spec's.
+    Who trains the runs is `execution`, or its fields as keywords (`jobs=2`, `executor="ray"`,
+    `ray_address=...`); it never changes a run's numbers. Idempotent: finished runs are skipped,
+    interrupted ones resume from their checkpoints, and the report is rendered again from
+    whatever the run directories hold.
     """
     progress = progress or NullProgress()
-    if jobs < 1:
-        raise InputError(f"--jobs must be at least 1, got {jobs}.")
-    if executor not in ("local", "ray"):
-        raise InputError(f"unknown executor {executor!r}; choose local or ray.")
+    execution = _execution(execution, execution_options)
     study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
     study_dir = Path(out_dir).resolve()
     if study_dir.exists() and not study_dir.is_dir():
         raise InputError(f"--out {study_dir} is a file; choose a directory for the study.")
     _check_same_study(study_dir, study)
+    for line in describe_plan(study, study_dir):
+        progress.message(line)
     study_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(study_dir / "study.yaml",
                       yaml.safe_dump(study.to_yaml_dict(), sort_keys=False))
     tasks = [RunTask(run.name, run.config, study_dir / "runs" / run.name) for run in study.runs]
-    if executor == "ray":
-        outcomes = execute_ray(tasks, progress, address=ray_address)
-    elif jobs > 1:
-        outcomes = execute_pool(tasks, jobs, progress)
+    if execution.executor == "ray":
+        outcomes = execute_ray(tasks, progress, address=execution.ray_address)
+    elif execution.jobs > 1:
+        outcomes = execute_pool(tasks, execution.jobs, progress)
     else:
         outcomes = execute_local(tasks, progress)
     result = StudyResult(study_dir, outcomes, rows=summary_rows(study_dir, study, outcomes))
@@ -103,6 +104,18 @@ def run_study(
 
         result.report = render(study_dir)
     return result
+
+
+def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> ExecutionConfig:
+    """`execution`, or one built from keywords, checked like every other config."""
+    if execution is not None and options:
+        raise TypeError("pass either execution= or its fields as keywords, not both")
+    if execution is not None:
+        return execution
+    try:
+        return ExecutionConfig(**options)
+    except ValidationError as error:
+        raise InputError(describe_error(error, "", what="execution options")) from None
 
 
 def _check_same_study(study_dir: Path, study: ResolvedStudy) -> None:
@@ -135,8 +148,11 @@ def summary_rows(study_dir: Path, study: ResolvedStudy,
     return rows
 
 
-def describe_plan(study: ResolvedStudy, study_dir: Path, device: str) -> list[str]:
-    """The first lines `gradprobe study` prints: preset, dataset, device, runs, report path."""
+def describe_plan(study: ResolvedStudy, study_dir: Path) -> list[str]:
+    """The first lines a study reports: preset, dataset, device, runs, report path."""
+    from gradprobe.train.device import resolve_device
+
+    device = resolve_device("auto").type
     dataset = study.runs[0].config.data.dataset if study.runs else "?"
     return [
         f"study {study.spec.name!r}: preset {study.preset}, dataset {dataset}, device {device}, "

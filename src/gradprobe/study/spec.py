@@ -12,10 +12,10 @@ import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from gradprobe.errors import InputError
@@ -32,13 +32,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _overrides(config: type[BaseModel], exclude: tuple[str, ...] = ()) -> type[_Strict]:
+    """A spec section: any subset of `config`'s fields, each typed and constrained as there.
+
+    Validating a section on its own reports a typo or a bad value under the section's own name
+    (`train.optimizer`), not under the first run that happens to use it. An unwritten field stays
+    unset (`model_dump(exclude_unset=True)`), so presets and family defaults still apply.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in config.model_fields.items():
+        if name in exclude:
+            continue
+        annotation = (Annotated[(info.annotation, *info.metadata)] if info.metadata
+                      else info.annotation)
+        # The None default is never validated or dumped: it only marks the field as unwritten.
+        fields[name] = (annotation, Field(None, description=info.description))
+    return create_model(f"{config.__name__}Section", __base__=_Strict, **fields)
+
+
+DataSection = _overrides(DataConfig)
+TrainSection = _overrides(TrainConfig)
+ProbeSection = _overrides(ProbeConfig)
+ModelSection = _overrides(ModelConfig, exclude=("name",))
+
+
+def _written(section: BaseModel) -> dict[str, Any]:
+    """The fields a spec section sets."""
+    return section.model_dump(exclude_unset=True)
+
+
 class RunSpec(_Strict):
     """One run: a model name plus any model or training option overrides."""
 
     name: str | None = None  # run directory name; default: the model name
     model: str  # registry name (see `gradprobe models`)
-    options: dict[str, Any] = Field(default_factory=dict)  # model options: depth, norm, init, ...
-    train: dict[str, Any] = Field(default_factory=dict)  # training overrides: lr, optimizer, ...
+    options: ModelSection = Field(default_factory=ModelSection)  # depth, norm, init, ...
+    train: TrainSection = Field(default_factory=TrainSection)  # lr, optimizer, ...
 
 
 class ComparisonSpec(_Strict):
@@ -75,10 +104,10 @@ class StudySpec(_Strict):
     name: str
     title: str = ""
     description: str = ""
-    data: dict[str, Any] = Field(default_factory=dict)  # DataConfig fields
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields
-    probe: dict[str, Any] = Field(default_factory=dict)  # ProbeConfig fields
-    model: dict[str, Any] = Field(default_factory=dict)  # model option defaults (e.g. width)
+    data: DataSection = Field(default_factory=DataSection)  # DataConfig fields
+    train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields
+    probe: ProbeSection = Field(default_factory=ProbeSection)  # ProbeConfig fields
+    model: ModelSection = Field(default_factory=ModelSection)  # model option defaults (width)
     runs: list[RunSpec] = Field(default_factory=list)
     comparison: ComparisonSpec | None = None
     experiments: list[ExperimentSpec] = Field(default_factory=list)
@@ -135,10 +164,11 @@ def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as error:
-        raise InputError(_describe(error, origin)) from None
+        raise InputError(describe_error(error, origin)) from None
 
 
-def _describe(error: ValidationError, origin: str) -> str:
+def describe_error(error: ValidationError, origin: str, what: str = "study spec") -> str:
+    """A validation error as one line per problem, each under its key path in the spec."""
     lines = []
     for problem in error.errors():
         path = _format_path(problem["loc"])
@@ -146,7 +176,8 @@ def _describe(error: ValidationError, origin: str) -> str:
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against the documented keys)"
         lines.append(f"  {path}: {message}")
-    return f"invalid study spec ({origin}):\n" + "\n".join(lines)
+    where = f" ({origin})" if origin else ""
+    return f"invalid {what}{where}:\n" + "\n".join(lines)
 
 
 def _format_path(loc: tuple[Any, ...]) -> str:
@@ -166,12 +197,12 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     from gradprobe.models import list_models
 
     known_models = set(list_models())
-    data = {**preset.get("data", {}), **spec.data}
+    data = {**preset.get("data", {}), **_written(spec.data)}
     if dataset is not None:
         data["dataset"] = dataset
-    train = {**preset.get("train", {}), **spec.train}
-    probe = {**preset.get("probe", {}), **spec.probe}
-    model_defaults = {**preset.get("model", {}), **spec.model}
+    train = {**preset.get("train", {}), **_written(spec.train)}
+    probe = {**preset.get("probe", {}), **_written(spec.probe)}
+    model_defaults = {**preset.get("model", {}), **_written(spec.model)}
 
     by_config: dict[RunConfig, str] = {}
     runs: list[ResolvedRun] = []
@@ -181,16 +212,16 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
             raise InputError(f"{where}.model: unknown model {run.model!r}; known models: "
                              f"{', '.join(sorted(known_models))}.")
         try:
-            model = ModelConfig(name=run.model, **{**model_defaults, **run.options})
+            model = ModelConfig(name=run.model, **{**model_defaults, **_written(run.options)})
             if model.norm is None:  # explicit, so identical runs are recognised as such
                 model = model.model_copy(update={"norm": _family_norm(run.model)})
             config = RunConfig(
                 model=model,
-                data=DataConfig(**data), train=TrainConfig(**{**train, **run.train}),
+                data=DataConfig(**data), train=TrainConfig(**{**train, **_written(run.train)}),
                 probe=ProbeConfig(**probe),
             )
         except ValidationError as error:
-            raise InputError(_describe(error, where)) from None
+            raise InputError(describe_error(error, where)) from None
         if config in by_config:  # the same run asked for twice: train it once, share it
             return by_config[config]
         if any(existing.name == name for existing in runs):
@@ -239,11 +270,16 @@ def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]
         model = values.get("model", experiment.base.model)
         if "residual" in values:
             model = _residual_twin(model, values["residual"], f"{where}.axes.residual")
-        options = {**experiment.base.options,
+        options = {**_written(experiment.base.options),
                    **{k: v for k, v in values.items() if k in MODEL_AXES}}
-        train = {**experiment.base.train, **{k: v for k, v in values.items() if k in TRAIN_AXES}}
+        train = {**_written(experiment.base.train),
+                 **{k: v for k, v in values.items() if k in TRAIN_AXES}}
         label = ",".join(f"{axis}={_label(value)}" for axis, value in values.items())
-        variants.append((label, RunSpec(model=model, options=options, train=train)))
+        try:  # an axis value is checked like the same key written in the base run
+            variant = RunSpec(model=model, options=options, train=train)
+        except ValidationError as error:
+            raise InputError(describe_error(error, f"{where}.axes")) from None
+        variants.append((label, variant))
     return variants
 
 

@@ -12,6 +12,7 @@ import random
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from gradprobe.config import RunConfig
+from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
 from gradprobe.errors import InputError
 from gradprobe.models import build_model, count_parameters
@@ -45,6 +46,7 @@ from gradprobe.train.rundir import (
     versions,
 )
 from gradprobe.train.tensorboard import TensorBoardLogger
+from gradprobe.train.threads import torch_threads
 from gradprobe.util.atomic import read_json
 
 FINISHED_STATES = ("completed", "diverged")
@@ -82,12 +84,15 @@ def train(
     force: bool = False,
     progress: Progress | None = None,
     splits: Splits | None = None,
+    load_data: Callable[[DataConfig], Splits] = load_dataset_from_config,
 ) -> RunResult:
     """Train one run into `out_dir`, resuming it when it was interrupted.
 
     A finished run (completed or diverged) is left alone unless `force`; a directory holding a
     run with another config is refused with the differences. Divergence (a NaN or inf loss) is a
     result: the run stops, is marked `diverged` with its step, and this returns normally.
+    `load_data` loads the splits unless `splits` are given (a study passes a cached loader, so
+    runs on the same data share them). The run trains on `config.train.threads` CPU threads.
     """
     progress = progress or NullProgress()
     run_dir = RunDirectory(out_dir)
@@ -102,7 +107,8 @@ def train(
             return finished
         if force:
             _clear(run_dir)
-        return _Trainer(config, run_dir, name, progress, splits).run()
+        with torch_threads(config.train.threads):
+            return _Trainer(config, run_dir, name, progress, splits, load_data).run()
     finally:
         lock.release()
 
@@ -145,12 +151,13 @@ class _Trainer:
     """The state of one run while it trains; `run()` is the whole lifecycle."""
 
     def __init__(self, config: RunConfig, run_dir: RunDirectory, name: str, progress: Progress,
-                 splits: Splits | None) -> None:
+                 splits: Splits | None, load_data: Callable[[DataConfig], Splits]) -> None:
         self.config = config
         self.run_dir = run_dir
         self.name = name
         self.progress = progress
         self.splits = splits
+        self.load_data = load_data
         self.position = _Position()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -163,7 +170,7 @@ class _Trainer:
             raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
                              f"this run is on {self.device.type}. Drop --amp or use a GPU.")
         if self.splits is None:
-            self.splits = load_dataset_from_config(cfg.data)
+            self.splits = self.load_data(cfg.data)
         splits = self.splits
         self.model: nn.Module = build_model(
             cfg.model.name, num_classes=splits.num_classes, in_channels=splits.in_channels,

@@ -81,7 +81,7 @@ class RunDirectory:
 
 def versions() -> dict[str, str | None]:
     """Versions written next to every result, so a number can be traced to the code that made it."""
-    from gradprobe import __version__
+    from gradprobe._version import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "gradprobe": __version__, "git_commit": _git_commit()}
