@@ -2,12 +2,17 @@
 
 The plain loop repeats what Lightning does with the same model, data and seed: loss divided by
 `accumulate_grad_batches`, record after the last micro-batch's backward, then clip, then step.
-Both runs use the same kernels on one thread, so the numbers agree to float32 rounding.
+Both runs use the same kernels on one thread, so the numbers agree to float32 rounding. The DDP
+test runs Lightning's own `strategy="ddp"` launcher in a subprocess (2 CPU ranks, gloo, ~35 s).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning
 import pandas as pd
@@ -139,3 +144,48 @@ def test_unknown_log_selection_is_an_input_error():
         fit(GradProbeCallback(log_layers=["net.9"]))
     with pytest.raises(InputError, match="log_metrics must be a list of metric names"):
         GradProbeCallback(log_metrics="weight_grad_norm")
+
+
+DDP_SCRIPT = """
+import sys
+import lightning
+from torch.utils.data import DataLoader, DistributedSampler
+
+sys.path.insert(0, sys.argv[2])
+from gradprobe.integrations.lightning import GradProbeCallback
+from test_integrations_lightning import BATCH, TinyModule, loader
+
+
+class Sharded(TinyModule):
+    def train_dataloader(self):
+        # Each rank takes every other example in order: together, the plain loop's batches.
+        dataset = loader().dataset
+        sampler = DistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=BATCH // 2, sampler=sampler)
+
+
+callback = GradProbeCallback(save_path=sys.argv[1] + "/saved.parquet")
+trainer = lightning.Trainer(
+    accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, use_distributed_sampler=False,
+    enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    logger=False, callbacks=[callback],
+)
+trainer.fit(Sharded())
+callback.frame.to_parquet(f"{sys.argv[1]}/rank{trainer.global_rank}.parquet")
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_a_single_process_on_the_global_batch(tmp_path):
+    """2 CPU processes (gloo), each half of every batch: the tables equal one process's."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests)])}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), str(tests)], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = plain_loop()
+    for name in ("rank0", "rank1", "saved"):
+        # DDP sums the halves' gradients in another order than one process: rtol 1e-5.
+        assert_same(pd.read_parquet(tmp_path / f"{name}.parquet"), expected)
