@@ -11,6 +11,9 @@ thread: equal to float32 rounding (rtol 1e-5).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be downloaded
@@ -45,9 +48,11 @@ def dataset() -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": ids[i], "labels": labels[i]} for i in range(SAMPLES)]
 
 
-def train_with_callback(tmp_path, callback: GradProbeTrainerCallback) -> None:
+def train_with_callback(
+    tmp_path: Path, callback: GradProbeTrainerCallback, per_device_batch: int = BATCH
+) -> None:
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=BATCH,
+        output_dir=str(tmp_path / "trainer"), per_device_train_batch_size=per_device_batch,
         gradient_accumulation_steps=ACCUMULATE, num_train_epochs=EPOCHS, learning_rate=0.1,
         optim="sgd", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=CLIP,
         train_sampling_strategy="sequential", use_cpu=True, report_to="none",
@@ -87,6 +92,16 @@ def plain_loop() -> pd.DataFrame:
     return probe.to_frame()
 
 
+def assert_same(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        frame.drop(columns="value"), expected.drop(columns="value"), check_dtype=False
+    )
+    torch.testing.assert_close(
+        torch.tensor(frame["value"].to_numpy()), torch.tensor(expected["value"].to_numpy()),
+        rtol=1e-5, atol=1e-9,
+    )
+
+
 def test_callback_matches_plain_loop_before_clipping(tmp_path):
     callback = GradProbeTrainerCallback(save_path=tmp_path / "gradients.parquet")
     train_with_callback(tmp_path, callback)
@@ -96,13 +111,7 @@ def test_callback_matches_plain_loop_before_clipping(tmp_path):
     # One record per optimiser step: 16 samples / (4 x 2 accumulated) = 2 per epoch.
     assert sorted(frame["step"].unique()) == [0, 1, 2, 3]
     assert sorted(frame["epoch"].unique()) == [1, 2]
-    pd.testing.assert_frame_equal(
-        frame.drop(columns="value"), expected.drop(columns="value"), check_dtype=False
-    )
-    torch.testing.assert_close(
-        torch.tensor(frame["value"].to_numpy()), torch.tensor(expected["value"].to_numpy()),
-        rtol=1e-5, atol=1e-9,
-    )
+    assert_same(frame, expected)
     # Recorded before clipping: a single layer's weight-gradient norm exceeds the clip norm.
     norms = frame[frame["metric"] == "weight_grad_norm"]
     assert (norms.groupby("step")["value"].max() > 2 * CLIP).all()
@@ -114,3 +123,35 @@ def test_callback_outside_training_is_an_error():
     callback = GradProbeTrainerCallback()
     with pytest.raises(RuntimeError, match=r"outside Trainer\.train"):
         callback.on_train_end(None, None, None)
+
+
+DDP_SCRIPT = """
+import os
+import sys
+
+sys.path.insert(0, sys.argv[2])
+import test_integrations_huggingface as t
+
+callback = t.GradProbeTrainerCallback(save_path=sys.argv[1] + "/saved.parquet")
+# Half of each micro-batch per rank: accelerate deals the sequential batches of 2 out in turn,
+# so ranks 0 and 1 together hold the plain loop's batch of 4.
+t.train_with_callback(t.Path(sys.argv[1]), callback, per_device_batch=t.BATCH // 2)
+callback.frame.to_parquet(f"{sys.argv[1]}/rank{os.environ['RANK']}.parquet")
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_reads_the_averaged_gradients(tmp_path):
+    """2 CPU ranks (torchrun, gloo): the callback records after DDP's all-reduce, not before."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests)])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(script), str(tmp_path), str(tests)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = plain_loop()
+    for name in ("rank0", "rank1", "saved"):
+        assert_same(pd.read_parquet(tmp_path / f"{name}.parquet"), expected)

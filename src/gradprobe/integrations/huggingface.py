@@ -11,7 +11,8 @@ Where it reads, and why not at a callback event: the Trainer clips gradients
 loop: `_clip_grad_norm`, then `on_pre_optimizer_step`, then `optimizer.step()`), and no event
 fires between the last backward and the clipping. So the callback records at the end of the
 backward pass of each step's last accumulation micro-batch: a hook on the model's outputs queues
-an autograd end-of-backward callback (the mechanism DDP uses to finish its all-reduce), and
+an autograd end-of-backward callback (the mechanism DDP uses to finish its all-reduce, and queued
+behind DDP's, so under DDP it reads the averaged gradients), and
 accelerate's `GradientState.sync_gradients`, which the Trainer sets before every micro-batch,
 says whether this micro-batch ends an optimiser step. `on_pre_optimizer_step` then checks that
 the step was seen, so a Trainer that changes this order fails loudly instead of recording
@@ -20,7 +21,7 @@ nothing. Steps are `state.global_step` (0-based optimiser steps), epochs count f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,13 @@ class GradProbeTrainerCallback(transformers.TrainerCallback):
         if not self._queued:
             self._queued = True
             # Runs once this backward pass has finished accumulating every .grad.
-            torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
+            _queue_end_of_backward(self._queue_behind_ddp)
+
+    def _queue_behind_ddp(self) -> None:
+        # End-of-backward callbacks run in the order queued, and one may queue another. DDP
+        # queues its own (wait for the all-reduce, write the averaged .grad) during backward,
+        # after ours: queueing again puts the recording behind it.
+        _queue_end_of_backward(self._on_backward_end)
 
     def _on_backward_end(self) -> None:
         self._queued = False
@@ -121,6 +128,11 @@ class GradProbeTrainerCallback(transformers.TrainerCallback):
             self._handle = None
         self.probe.detach()
         return self.probe
+
+
+def _queue_end_of_backward(callback: Callable[[], None]) -> None:
+    """Run `callback` when the backward pass in progress ends (only valid during backward)."""
+    torch.autograd.Variable._execution_engine.queue_callback(callback)
 
 
 def _tensors(output: Any) -> list[Tensor]:

@@ -66,11 +66,10 @@ class GradProbeCallback(pl.Callback):
         self._logged_through = -1  # last step already sent to the loggers
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.probe = GradientProbe(pl_module, self.layers, self.metrics, self.every)
-        check_names("metric", self.log_metrics, self.probe.metrics, "log_metrics")
-        names = [layer.name for layer in self.probe.layers]
-        check_names("layer", self.log_layers, names, "log_layers")
-        self.probe.attach()
+        probe = GradientProbe(pl_module, self.layers, self.metrics, self.every)
+        check_names("metric", self.log_metrics, probe.metrics, "log_metrics")
+        check_names("layer", self.log_layers, [layer.name for layer in probe.layers], "log_layers")
+        self.probe = probe.attach()
         self.frame, self._logged_through = None, -1
 
     def on_before_optimizer_step(
