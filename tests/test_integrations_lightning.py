@@ -18,6 +18,7 @@ import lightning
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -137,6 +138,37 @@ def test_gradient_clipping_leaves_recorded_norms_unclipped():
     # The recorded norms are the unclipped ones: every step's layers exceed the clip norm.
     norms = callback.frame[callback.frame["metric"] == "weight_grad_norm"]
     assert (norms.groupby("step")["value"].max() > 10 * clip).all()
+
+
+def test_fp16_amp_values_are_unscaled():
+    """16-bit AMP with a GradScaler (on the CPU through Lightning's plugin): Lightning unscales
+    the weight gradients before the hook, the output gradients still carry the loss scale; the
+    callback hands the scaler to the probe, so both come out unscaled."""
+    def scaler() -> torch.amp.GradScaler:
+        return torch.amp.GradScaler("cpu", init_scale=1024.0)
+
+    callback = GradProbeCallback()
+    fit(callback, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler())])
+    module, amp_scaler = TinyModule(), scaler()
+    optimizer = module.configure_optimizers()
+    step = 0
+    with GradientProbe(module) as probe:
+        for epoch in range(1, EPOCHS + 1):
+            for batch in loader():
+                with torch.autocast("cpu", dtype=torch.float16):
+                    loss = module.loss(batch)
+                amp_scaler.scale(loss).backward()
+                probe.record(step, epoch, scaler=amp_scaler)
+                amp_scaler.step(optimizer)
+                amp_scaler.update()
+                optimizer.zero_grad()
+                step += 1
+    assert_same(callback.frame, probe.to_frame())
+    # Unscaled: close to full precision at the first step, not 1024x it.
+    first = callback.frame[callback.frame["step"] == 0]
+    full = plain_loop().query("step == 0")
+    torch.testing.assert_close(torch.tensor(first["value"].to_numpy()),
+                               torch.tensor(full["value"].to_numpy()), rtol=1e-2, atol=0)
 
 
 def test_unknown_log_selection_is_an_input_error():
