@@ -155,3 +155,15 @@ def test_two_process_ddp_reads_the_averaged_gradients(tmp_path):
     expected = plain_loop()
     for name in ("rank0", "rank1", "saved"):
         assert_same(pd.read_parquet(tmp_path / f"{name}.parquet"), expected)
+
+
+def test_a_step_without_a_seen_backward_fails_loudly():
+    # The order the callback relies on (backward ends, then on_pre_optimizer_step) is checked
+    # at every step: a Trainer that breaks it gets an error, not an empty table.
+    callback = GradProbeTrainerCallback()
+    model, state = nn.Linear(2, 2), SimpleNamespace(global_step=0)
+    callback.on_train_begin(None, state, None, model=model)
+    with pytest.raises(RuntimeError, match="did not see the end of backward of optimiser step 0"):
+        callback.on_pre_optimizer_step(None, state, None)
+    assert callback.probe is not None and callback.probe._handles == []
+    assert not model._forward_hooks

@@ -49,7 +49,7 @@ class GradProbeTrainerCallback(transformers.TrainerCallback):
         self,
         layers: LayerSelector = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
-        every: int = 1,
+        every: int | Callable[[int], bool] = 1,
         *,
         save_path: str | Path | None = None,
     ) -> None:

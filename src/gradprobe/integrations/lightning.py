@@ -14,7 +14,7 @@ as in `gradprobe train`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class GradProbeCallback(pl.Callback):
         self,
         layers: LayerSelector = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
-        every: int = 1,
+        every: int | Callable[[int], bool] = 1,
         *,
         log_metrics: Sequence[str] | None = ("weight_grad_norm",),
         log_layers: Sequence[str] | None = None,
