@@ -161,7 +161,7 @@ def test_a_step_without_a_seen_backward_fails_loudly():
     # The order the callback relies on (backward ends, then on_pre_optimizer_step) is checked
     # at every step: a Trainer that breaks it gets an error, not an empty table.
     callback = GradProbeTrainerCallback()
-    model, state = nn.Linear(2, 2), SimpleNamespace(global_step=0)
+    model, state = nn.Sequential(nn.Linear(2, 2)), SimpleNamespace(global_step=0)
     callback.on_train_begin(None, state, None, model=model)
     with pytest.raises(RuntimeError, match="did not see the end of backward of optimiser step 0"):
         callback.on_pre_optimizer_step(None, state, None)
