@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from fakes import resnet_layers, vgg_layers, write_run, write_study
+from gradprobe import record
 from gradprobe.analysis import load_study, write_report
-from gradprobe.analysis.findings import dataset_facts
 from gradprobe.analysis.report import markdown_escape
+from gradprobe.analysis.tables import dataset_facts
 from gradprobe.errors import InputError
-from test_analysis import resnet_layers, vgg_layers, write_run, write_study
 
 XSS = "<img src=x onerror=alert(1)>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -202,9 +202,9 @@ def test_subset_layers_and_bad_input(tmp_path: Path) -> None:
 def test_dataset_classes_from_either_record(tmp_path: Path) -> None:
     # the contract's plain `classes` list, without per-class counts, is shown too
     run_dir = write_run(tmp_path / "runs", "listed", classes=("b", "a"))
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = record.read_run_file(run_dir / record.CONFIG_FILE)
     config["data_info"] = {"kind": "folder", "classes": ["b", "a"], "counts": {"train": 4}}
-    (run_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    record.write_config(run_dir, config)
     write_study(tmp_path, ["listed"])
     facts = dataset_facts(load_study(tmp_path))
     assert (facts["class_columns"], facts["class_rows"]) == (["class"], [["b"], ["a"]])
