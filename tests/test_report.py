@@ -10,7 +10,8 @@ import pytest
 
 from fakes import resnet_layers, vgg_layers, write_run, write_study
 from gradprobe import record
-from gradprobe.analysis import load_study, write_report
+from gradprobe.analysis import load_study, summarize_run, write_report
+from gradprobe.analysis.format import fmt_pct, fmt_ratio
 from gradprobe.analysis.report import markdown_escape
 from gradprobe.analysis.tables import dataset_facts
 from gradprobe.errors import InputError
@@ -209,3 +210,29 @@ def test_dataset_classes_from_either_record(tmp_path: Path) -> None:
     facts = dataset_facts(load_study(tmp_path))
     assert (facts["class_columns"], facts["class_rows"]) == (["class"], [["b"], ["a"]])
     assert facts["counts"] == [{"split": "train", "images": "4"}]
+
+
+def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
+    """End to end: a run directory `gradprobe.train` wrote -> load -> summary -> figures ->
+    report, and the report states the numbers the analysis computed from those records."""
+    from gradprobe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from gradprobe.train import train
+
+    config = RunConfig(model=ModelConfig(name="plain_stack", depth=3, width=0.25),
+                       data=DataConfig(image_size=16, images_per_class=12),
+                       train=TrainConfig(epochs=2, batch_size=8))
+    run_dir = train(config, tmp_path / "real").run_dir
+    run = load_study(run_dir).runs["real"]
+    assert run.problems == [] and run.state is record.RunState.COMPLETED
+    summary = summarize_run(run)
+    assert summary.first.ratio is not None and summary.first.layers == 3
+    written = write_report(run_dir)
+    figures = [key for key in written if key.startswith(f"{record.FIGURES_DIR}/")]
+    assert len(figures) == 3 + 2 + 1  # per-run trio, depth profile and curves, ratio overview
+    assert all(written[key].read_bytes()[:8] == PNG_SIGNATURE for key in figures)
+    text = written["md"].read_text(encoding="utf-8")
+    assert (f"{summary.first_layer} (depth {summary.first_depth})'s weight-gradient L2 norm is "
+            f"{fmt_ratio(summary.first.ratio)}× that of {summary.last_layer}") in text
+    assert f"{fmt_pct(summary.test_acc)}" in text  # test accuracy from summary.json
+    assert record.read_run_file(run_dir / record.SUMMARY_FILE)["best_val_acc"] == \
+        summary.best_val_acc  # "best" is defined once: trainer and analysis agree
