@@ -21,12 +21,12 @@ from gradprobe.analysis.summary import (
     run_epoch_means,
 )
 from gradprobe.metrics import metric_info
-from gradprobe.record import RunState
+from gradprobe.record import GradCol, RunState
 
 
 def _mean_at(run: RunData, metric: str, layer: str, epoch: int) -> float:
     means = run_epoch_means(run, metric)
-    rows = means.loc[(means["layer"] == layer) & (means["epoch"] == epoch), "mean"]
+    rows = means.loc[(means[GradCol.layer] == layer) & (means[GradCol.epoch] == epoch), "mean"]
     return float(rows.iloc[0]) if not rows.empty else math.nan
 
 
@@ -61,7 +61,7 @@ def fit_sentence(summary: RunAnalysis) -> str | None:
 
 def layer_2_vs_10_sentence(name: str, run: RunData, summary: RunAnalysis) -> str | None:
     """The assignment's form: "layer 2's norm is X times layer 10's" (conv layers, 1-based)."""
-    layers = fitted_layers(run.gradients.loc[run.gradients["metric"] == summary.metric])
+    layers = fitted_layers(run.gradients.loc[run.gradients[GradCol.metric] == summary.metric])
     epoch = summary.first.epoch
     if len(layers) < 3 or epoch is None:
         return None
@@ -83,7 +83,7 @@ def span_sentence(name: str, run: RunData, summary: RunAnalysis) -> str | None:
     if epoch is None:
         return None
     means = run_epoch_means(run, summary.metric)
-    rows = means.loc[(means["epoch"] == epoch) & (means["kind"] == summary.fit_kind)]
+    rows = means.loc[(means[GradCol.epoch] == epoch) & (means[GradCol.kind] == summary.fit_kind)]
     rows = rows.loc[np.isfinite(rows["mean"])]
     if rows.empty:
         return None

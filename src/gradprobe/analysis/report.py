@@ -1,4 +1,4 @@
-"""`write_report`: a study directory's figures, report.md and a self-contained report.html.
+"""`write_report`: a study directory's figures, a Markdown report and a self-contained HTML one.
 
 The report follows the assignment's structure (Steps 1-6). It is assembled here as a list of
 plain-text blocks per section (numbers from `summary.py`, sentences from `findings.py`, theory
@@ -45,7 +45,7 @@ from gradprobe.analysis.text import (
 )
 from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
-from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, RunState
+from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, GradCol, RunState
 from gradprobe.util.atomic import write_text_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -148,7 +148,7 @@ def _variant_label(experiment: Mapping[str, Any], name: str) -> str:
 
 
 def _recorded_metrics(study: StudyData) -> set[str]:
-    return {m for run in study.runs.values() for m in run.gradients["metric"].unique()}
+    return {m for run in study.runs.values() for m in run.gradients[GradCol.metric].unique()}
 
 
 def _check_inputs(study: StudyData, metric: str, target_acc: float,
@@ -163,7 +163,7 @@ def _check_inputs(study: StudyData, metric: str, target_acc: float,
                          f"metrics: {', '.join(sorted(recorded))}.")
     if subset_layers:
         known = {layer for name in featured
-                 for layer in study.runs[name].gradients["layer"].unique()}
+                 for layer in study.runs[name].gradients[GradCol.layer].unique()}
         if known and not set(subset_layers) & known:
             raise InputError(f"None of the layers {list(subset_layers)} was recorded by the runs "
                              f"plotted per model. Recorded layers include: "
@@ -216,7 +216,7 @@ def _run_figure_blocks(figures: _Figures, name: str, run: RunData, summary: RunA
     blocks.append(figures.block(path, f"{name}: {label} of every layer against step",
                                 f"{name}: every layer's {label} against optimiser step, coloured "
                                 "by depth; bold: the mean over each epoch."))
-    subset = [layer for layer in subset_layers if layer in set(run.gradients["layer"])] \
+    subset = [layer for layer in subset_layers if layer in set(run.gradients[GradCol.layer])] \
         if subset_layers else draw.default_subset(run, metric)
     if subset_layers and len(subset) < len(subset_layers):
         absent = [layer for layer in subset_layers if layer not in subset]
@@ -330,7 +330,8 @@ def write_report(
     subset_layers: list[str] | None = None,
     target_acc: float = DEFAULT_TARGET_ACC,
 ) -> dict[str, Path]:
-    """Write figures/*.png, report.md and report.html into `study_dir`; return their paths.
+    """Write the figures (PNG), the Markdown and the HTML report into `study_dir`; return their
+    paths.
 
     Keys of the result: "md" and "html" for the two reports, and each figure's path relative to
     `study_dir` ("figures/<name>.png"). `subset_layers` picks the layers of the per-model subset
@@ -395,6 +396,7 @@ def write_report(
         "study_name": study.name,
         "preset": str(study.spec.get("preset") or ""),
         "sections": sections,
+        "html_name": REPORT_HTML,
     }
     html_env, markdown_env = _environments()
     written = {"md": study_dir / REPORT_MD, "html": study_dir / REPORT_HTML}

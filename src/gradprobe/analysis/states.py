@@ -26,7 +26,7 @@ def state_text(run: RunData) -> str:
 
 
 def _divergence_cause(run: RunData) -> str:
-    """"loss became NaN" / "loss became infinite", from metrics.csv, else from the message."""
+    """"loss became NaN" / "loss became infinite", from the epoch metrics, else from the message."""
     losses = run.metrics[Col.train_loss].to_numpy(dtype="float64") if not run.metrics.empty else []
     bad = [value for value in losses if not math.isfinite(value)]
     message = run.message.strip()

@@ -26,7 +26,7 @@ import pandas as pd
 from gradprobe.analysis.load import RunData, finite_or_none
 from gradprobe.errors import InputError
 from gradprobe.metrics import gradient_size_metrics
-from gradprobe.record import Col, RunState, best_validation
+from gradprobe.record import Col, GradCol, RunState, best_validation
 
 DEFAULT_TARGET_ACC = 0.8  # validation accuracy whose first epoch `epochs_to_target` reports
 
@@ -74,19 +74,20 @@ def layer_epoch_means(gradients: pd.DataFrame, metric: str) -> pd.DataFrame:
     (finite values used) and nonfinite (NaN/inf values left out). Sorted by epoch, then depth.
     """
     check_metric(metric)
-    columns = ["layer", "depth", "kind", "epoch", "mean", "rms", "steps", "nonfinite"]
-    rows = gradients.loc[gradients["metric"] == metric,
-                         ["layer", "depth", "kind", "epoch", "value"]]
+    columns = [GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch, "mean", "rms", "steps",
+               "nonfinite"]
+    rows = gradients.loc[gradients[GradCol.metric] == metric,
+                         [GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch, GradCol.value]]
     if rows.empty:
         return pd.DataFrame({column: pd.Series(dtype="float64") for column in columns})
-    values = rows["value"].to_numpy(dtype="float64")
+    values = rows[GradCol.value].to_numpy(dtype="float64")
     finite = np.isfinite(values)
     rows = rows.assign(
         finite_value=np.where(finite, values, np.nan),
         square=np.where(finite, values * values, np.nan),
         nonfinite=~finite,
     )
-    grouped = rows.groupby(["layer", "depth", "kind", "epoch"], sort=False)
+    grouped = rows.groupby([GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch], sort=False)
     means = grouped.agg(
         mean=("finite_value", "mean"),
         mean_square=("square", "mean"),
@@ -95,7 +96,8 @@ def layer_epoch_means(gradients: pd.DataFrame, metric: str) -> pd.DataFrame:
     ).reset_index()
     means["rms"] = np.sqrt(means.pop("mean_square"))
     means["nonfinite"] = means["nonfinite"].astype("int64")
-    means = means.sort_values(["epoch", "depth", "layer"], kind="stable").reset_index(drop=True)
+    means = means.sort_values([GradCol.epoch, GradCol.depth, GradCol.layer], kind="stable")
+    means = means.reset_index(drop=True)
     return means[columns]
 
 
@@ -110,7 +112,7 @@ def run_epoch_means(run: RunData, metric: str) -> pd.DataFrame:
 
 def fit_kind(gradients: pd.DataFrame) -> str:
     """The layer kind the ratio and fit use: "conv", or "linear" for a net without convs (MLP)."""
-    kinds = set(gradients["kind"].unique())
+    kinds = set(gradients[GradCol.kind].unique())
     return "conv" if "conv" in kinds or "linear" not in kinds else "linear"
 
 
@@ -120,8 +122,9 @@ def fitted_layers(gradients: pd.DataFrame, kind: str | None = None) -> list[tupl
     if gradients.empty:
         return []
     kind = kind or fit_kind(gradients)
-    layers = gradients.loc[gradients["kind"] == kind, ["layer", "depth"]].drop_duplicates("layer")
-    layers = layers.sort_values(["depth", "layer"], kind="stable")
+    layers = gradients.loc[gradients[GradCol.kind] == kind, [GradCol.layer, GradCol.depth]]
+    layers = layers.drop_duplicates(GradCol.layer)
+    layers = layers.sort_values([GradCol.depth, GradCol.layer], kind="stable")
     return [(str(name), int(depth)) for name, depth in layers.itertuples(index=False)]
 
 
@@ -140,7 +143,7 @@ def layer_ratio(
     an epoch the records do not hold.
     """
     means = layer_epoch_means(gradients, metric)
-    known = set(means["layer"])
+    known = set(means[GradCol.layer])
     for layer in (layer_a, layer_b):
         if layer not in known:
             shown = ", ".join(sorted(known)[:12]) or "none"
@@ -148,9 +151,9 @@ def layer_ratio(
                 f"Layer {layer!r} has no {metric} records. Pick one of the recorded layers: "
                 f"{shown}{' ...' if len(known) > 12 else ''}."
             )
-    at_epoch = means.loc[means["epoch"] == epoch].set_index("layer")["mean"]
+    at_epoch = means.loc[means[GradCol.epoch] == epoch].set_index(GradCol.layer)["mean"]
     if at_epoch.empty:
-        epochs = sorted(int(e) for e in means["epoch"].unique())
+        epochs = sorted(int(e) for e in means[GradCol.epoch].unique())
         raise InputError(f"No {metric} records at epoch {epoch}. Recorded epochs: {epochs}.")
     numerator = float(at_epoch.get(layer_a, math.nan))
     denominator = float(at_epoch.get(layer_b, math.nan))
@@ -169,11 +172,12 @@ def depth_profile(
     means: pd.DataFrame, epoch: int, kinds: tuple[str, ...] | None = None
 ) -> pd.DataFrame:
     """Columns layer, depth, kind, value: each layer's epoch mean at `epoch`, by depth."""
-    rows = means.loc[means["epoch"] == epoch]
+    rows = means.loc[means[GradCol.epoch] == epoch]
     if kinds is not None:
-        rows = rows.loc[rows["kind"].isin(kinds)]
-    rows = rows.sort_values(["depth", "layer"], kind="stable")
-    return rows[["layer", "depth", "kind", "mean"]].rename(columns={"mean": "value"})
+        rows = rows.loc[rows[GradCol.kind].isin(kinds)]
+    rows = rows.sort_values([GradCol.depth, GradCol.layer], kind="stable")
+    profile = rows[[GradCol.layer, GradCol.depth, GradCol.kind, "mean"]]
+    return profile.rename(columns={"mean": GradCol.value})
 
 
 def decay_fit(profile: pd.DataFrame) -> DecayFit:
@@ -184,8 +188,8 @@ def decay_fit(profile: pd.DataFrame) -> DecayFit:
     Fewer than two usable depths give NaNs. A perfect fit (no residual) has R^2 = 1, also when
     every value is equal.
     """
-    depth = profile["depth"].to_numpy(dtype="float64")
-    value = profile["value"].to_numpy(dtype="float64")
+    depth = profile[GradCol.depth].to_numpy(dtype="float64")
+    value = profile[GradCol.value].to_numpy(dtype="float64")
     usable = np.isfinite(value) & (value > 0) & np.isfinite(depth)
     depth, log_value = depth[usable], np.log10(value[usable])
     if np.unique(depth).size < 2:
@@ -244,7 +248,7 @@ def epoch_gradient_stats(
     means: pd.DataFrame, epoch: int, first: str, last: str, kind: str
 ) -> FlowAtEpoch:
     """Ratio, decay fit and verdict of one epoch's profile."""
-    at_epoch = means.loc[means["epoch"] == epoch].set_index("layer")["mean"]
+    at_epoch = means.loc[means[GradCol.epoch] == epoch].set_index(GradCol.layer)["mean"]
     ratio = _divide(float(at_epoch.get(first, math.nan)), float(at_epoch.get(last, math.nan)))
     fit = decay_fit(depth_profile(means, epoch, (kind,)))
     return FlowAtEpoch(
@@ -257,8 +261,8 @@ def epoch_gradient_stats(
 
 def gradient_epochs(means: pd.DataFrame, first: str, last: str) -> tuple[int, int] | None:
     """The first and last epochs at which both end layers have a finite mean."""
-    pivot = means.loc[means["layer"].isin([first, last])].pivot_table(
-        index="epoch", columns="layer", values="mean", aggfunc="first"
+    pivot = means.loc[means[GradCol.layer].isin([first, last])].pivot_table(
+        index=GradCol.epoch, columns=GradCol.layer, values="mean", aggfunc="first"
     )
     if first not in pivot.columns or last not in pivot.columns:
         return None
@@ -270,8 +274,9 @@ def gradient_epochs(means: pd.DataFrame, first: str, last: str) -> tuple[int, in
 
 def _first_step_ratio(grads: pd.DataFrame, first: str, last: str) -> tuple[int | None, float]:
     """The end layers' ratio at the first step recorded for both (initialisation, if step 0)."""
-    rows = grads.loc[grads["layer"].isin([first, last])]
-    pivot = rows.pivot_table(index="step", columns="layer", values="value", aggfunc="first")
+    rows = grads.loc[grads[GradCol.layer].isin([first, last])]
+    pivot = rows.pivot_table(index=GradCol.step, columns=GradCol.layer, values=GradCol.value,
+                             aggfunc="first")
     if first not in pivot.columns or last not in pivot.columns:
         return None, math.nan
     both = pivot.dropna(subset=[first, last])
@@ -352,7 +357,7 @@ def summarize_run(
         epochs_to_target=epochs_to_target(metrics, target_acc) if not metrics.empty else None,
         diverged_step=run.diverged_step, diverged_epoch=run.diverged_epoch,
     )
-    grads = run.gradients.loc[run.gradients["metric"] == metric]
+    grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     if grads.empty:
         return analysis
     kind = fit_kind(grads)

@@ -2,8 +2,8 @@
 
 `read_run_file` is the only way gradprobe reads a run or study file back. Any damage (bytes
 that are not UTF-8, truncated or invalid JSON/YAML/CSV/Parquet, a JSON value of the wrong type,
-text in a numeric metrics.csv column) becomes a `RunFileError` whose message names the file and
-what fixes it, never a traceback or a silently wrong number.
+text in a numeric column of the epoch metrics) becomes a `RunFileError` whose message names the
+file and what fixes it, never a traceback or a silently wrong number.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class RunFileError(InputError):
 def read_run_file(path: str | Path) -> Any:
     """Read and validate one run or study file; None when it does not exist.
 
-    JSON files give a dict, study.yaml a dict, metrics.csv and gradients.parquet a typed frame
-    with the contract's columns. Raises `RunFileError` for any damage.
+    JSON files and the study spec give a dict, the epoch metrics and the gradient records a
+    typed frame with the contract's columns. Raises `RunFileError` for any damage.
     """
     path = Path(path)
     if not path.exists():

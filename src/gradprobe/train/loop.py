@@ -55,7 +55,7 @@ class RunResult:
 
     run_dir: Path
     state: RunState  # completed | diverged (a failure raises)
-    summary: dict[str, Any]  # summary.json's content (RunSummary.as_dict())
+    summary: dict[str, Any]  # the run's summary file (RunSummary.as_dict())
     skipped: bool = False  # True when the run was already finished and left alone
 
 

@@ -47,7 +47,7 @@ class RunDirectory:
         return lock
 
     def read_status(self) -> dict[str, Any] | None:
-        """status.json, None if absent; `RunFileError` (an InputError) if damaged."""
+        """The run's status, None if absent; `RunFileError` (an InputError) if damaged."""
         return record.read_run_file(self.file(record.STATUS_FILE))
 
     def read_config(self) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import pandas as pd
 from gradprobe.errors import InputError
 from gradprobe.record import Col, EpochRow, GradCol
 
-# epoch scalars: every metrics.csv column but the epoch itself and its wall time
+# epoch scalars: every epoch-metrics column but the epoch itself and its wall time
 _EPOCH_SCALARS = (Col.train_loss, Col.train_acc, Col.val_loss, Col.val_acc, Col.lr)
 
 

@@ -21,6 +21,7 @@ from matplotlib.ticker import LogLocator, NullFormatter
 
 from gradprobe.analysis.load import RunData
 from gradprobe.metrics import metric_info
+from gradprobe.record import GradCol
 from gradprobe.util.atomic import atomic_path
 
 Colour = tuple[float, float, float, float]  # RGBA
@@ -129,8 +130,8 @@ def no_data(ax: Axes, text: str = "no finite values to draw") -> None:
 
 def epoch_spans(grads: pd.DataFrame) -> pd.DataFrame:
     """Per epoch: first and last recorded step."""
-    spans = grads.groupby("epoch")["step"].agg(first="min", last="max").reset_index()
-    return spans.sort_values("epoch").reset_index(drop=True)
+    spans = grads.groupby(GradCol.epoch)[GradCol.step].agg(first="min", last="max").reset_index()
+    return spans.sort_values(GradCol.epoch).reset_index(drop=True)
 
 
 def epoch_axis(ax: Axes, spans: pd.DataFrame) -> None:
@@ -140,7 +141,7 @@ def epoch_axis(ax: Axes, spans: pd.DataFrame) -> None:
     top = ax.secondary_xaxis("top")
     every = max(1, math.ceil(len(spans) / 15))
     shown = spans.iloc[::every]
-    top.set_xticks(shown["first"].to_numpy(), labels=[str(e) for e in shown["epoch"]])
+    top.set_xticks(shown["first"].to_numpy(), labels=[str(e) for e in shown[GradCol.epoch]])
     top.set_xlabel("epoch (tick at its first step)")
     top.tick_params(labelsize=8)
 
@@ -156,7 +157,7 @@ def mark_divergence_step(ax: Axes, run: RunData) -> None:
 
 def staircase(spans: pd.DataFrame, layer_means: pd.DataFrame) -> np.ndarray:
     """(2 * epochs, 2) points: each epoch's mean held from its first to its last step."""
-    joined = spans.merge(layer_means[["epoch", "mean"]], on="epoch", how="inner")
+    joined = spans.merge(layer_means[[GradCol.epoch, "mean"]], on=GradCol.epoch, how="inner")
     xs = np.column_stack([joined["first"], joined["last"]]).ravel()
     ys = np.repeat(joined["mean"].to_numpy(dtype="float64"), 2)
     return np.column_stack([xs, ys])

@@ -27,7 +27,7 @@ from gradprobe.analysis.figures.base import (
 from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import fit_kind, run_epoch_means
 from gradprobe.metrics import metric_info
-from gradprobe.record import Col, RunState
+from gradprobe.record import Col, GradCol, RunState
 
 
 def _draw_depth_profile(ax: Axes, runs: Mapping[str, RunData], metric: str,
@@ -38,18 +38,19 @@ def _draw_depth_profile(ax: Axes, runs: Mapping[str, RunData], metric: str,
         means = run_epoch_means(run, metric)
         if means.empty:
             continue
-        finite_epochs = means.loc[np.isfinite(means["mean"]), "epoch"]
+        finite_epochs = means.loc[np.isfinite(means["mean"]), GradCol.epoch]
         if finite_epochs.empty:
             continue
         kind = fit_kind(run.gradients)
         first, last = int(finite_epochs.min()), int(finite_epochs.max())
         for epoch, style, face in ((first, "--", "white"), (last, "-", colour)):
-            rows = means.loc[means["epoch"] == epoch].sort_values(["depth", "layer"])
-            main = rows.loc[rows["kind"] == kind]
-            ax.plot(main["depth"], main["mean"], linestyle=style, color=colour, linewidth=1.6,
+            rows = means.loc[means[GradCol.epoch] == epoch]
+            rows = rows.sort_values([GradCol.depth, GradCol.layer])
+            main = rows.loc[rows[GradCol.kind] == kind]
+            ax.plot(main[GradCol.depth], main["mean"], linestyle=style, color=colour, linewidth=1.6,
                     marker=KIND_MARKERS.get(kind, "o"), markersize=3.5, markerfacecolor=face)
-            for other_kind, other in rows.loc[rows["kind"] != kind].groupby("kind"):
-                ax.plot(other["depth"], other["mean"], linestyle="none", color=colour,
+            for other_kind, other in rows.loc[rows[GradCol.kind] != kind].groupby(GradCol.kind):
+                ax.plot(other[GradCol.depth], other["mean"], linestyle="none", color=colour,
                         marker=KIND_MARKERS.get(other_kind, "D"), markersize=5,
                         markerfacecolor=face)
             drawn.append(rows["mean"].to_numpy(dtype="float64"))
@@ -87,7 +88,7 @@ def plot_depth_profiles(
     fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.0, left=0.85, right=0.2,
                      top=0.65, bottom=0.55, wspace=0.25)
     colours = run_colours(len(runs))
-    kinds = set().union(*(set(run.gradients["kind"].unique()) for run in runs.values()))
+    kinds = set().union(*(set(run.gradients[GradCol.kind].unique()) for run in runs.values()))
     for index, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), index + 1)
         if _draw_depth_profile(ax, runs, metric, colours):
@@ -184,7 +185,7 @@ def plot_experiment(runs: Mapping[str, RunData], metric: str, path: Path, title:
     ax_profile = fig.add_subplot(grid[0, :])
     ax_loss, ax_acc = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     colours = run_colours(len(runs))
-    kinds = set().union(*(set(run.gradients["kind"].unique()) for run in runs.values()))
+    kinds = set().union(*(set(run.gradients[GradCol.kind].unique()) for run in runs.values()))
     profile_drawn = _draw_depth_profile(ax_profile, runs, metric, colours)
     if profile_drawn:
         _profile_legend(ax_profile, list(runs), colours, kinds)

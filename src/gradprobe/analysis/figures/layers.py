@@ -32,11 +32,12 @@ from gradprobe.analysis.figures.base import (
 from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import fitted_layers, run_epoch_means
 from gradprobe.metrics import metric_info
+from gradprobe.record import GradCol
 
 
 def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
     """Every layer's `metric` against step, coloured by depth, with per-epoch means in bold."""
-    grads = run.gradients.loc[run.gradients["metric"] == metric]
+    grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     title = (f"{plain(run.name)}: {metric_info(metric).label} of all "
              f"{grads['layer'].nunique()} layers")
     fig = new_figure(title, 9.5, 5.2, left=0.85, right=0.75, top=0.8, bottom=0.55)
@@ -44,18 +45,18 @@ def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
     if grads.empty:
         no_data(ax, f"no {metric} records")
         return save_figure(fig, path)
-    values = grads["value"].to_numpy(dtype="float64")
+    values = grads[GradCol.value].to_numpy(dtype="float64")
     grads = grads.assign(value=np.where(np.isfinite(values) & (values > 0), values, np.nan))
     spans = epoch_spans(grads)
     means = run_epoch_means(run, metric)
-    depths = grads["depth"]
+    depths = grads[GradCol.depth]
     colour_norm = Normalize(vmin=float(depths.min()), vmax=max(float(depths.max()), 1e-9))
     cmap = colormaps["viridis"]
     raw_lines, bold_lines, colours = [], [], []
-    for (layer, depth), rows in grads.groupby(["layer", "depth"], sort=False):
-        rows = rows.sort_values("step")
-        raw_lines.append(np.column_stack([rows["step"], rows["value"]]))
-        bold_lines.append(staircase(spans, means.loc[means["layer"] == layer]))
+    for (layer, depth), rows in grads.groupby([GradCol.layer, GradCol.depth], sort=False):
+        rows = rows.sort_values(GradCol.step)
+        raw_lines.append(np.column_stack([rows[GradCol.step], rows[GradCol.value]]))
+        bold_lines.append(staircase(spans, means.loc[means[GradCol.layer] == layer]))
         colours.append(cmap(colour_norm(depth)))
     ax.add_collection(LineCollection(raw_lines, colors=colours, linewidths=0.6, alpha=0.35))
     ax.add_collection(LineCollection(bold_lines, colors=colours, linewidths=2.4))
@@ -64,7 +65,7 @@ def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
     if limits is None:
         no_data(ax)
     else:
-        ax.set_xlim(float(grads["step"].min()), max(float(grads["step"].max()), 1.0))
+        ax.set_xlim(float(grads[GradCol.step].min()), max(float(grads[GradCol.step].max()), 1.0))
     colourbar = fig.colorbar(ScalarMappable(norm=colour_norm, cmap=cmap), ax=ax, pad=0.015,
                              fraction=0.04)
     colourbar.set_label("layer depth (0 = nearest the input)")
@@ -82,7 +83,7 @@ def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
 
 def default_subset(run: RunData, metric: str) -> list[str]:
     """The first, middle and last layers of the fitted kind (conv), in depth order."""
-    grads = run.gradients.loc[run.gradients["metric"] == metric]
+    grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     layers = [name for name, _ in fitted_layers(grads)]
     if not layers:
         return []
@@ -92,25 +93,25 @@ def default_subset(run: RunData, metric: str) -> list[str]:
 
 def plot_layer_subset(run: RunData, metric: str, layers: Sequence[str], path: Path) -> Path:
     """Chosen layers' `metric` against step: per step thin, per-epoch mean bold."""
-    grads = run.gradients.loc[(run.gradients["metric"] == metric)
-                              & run.gradients["layer"].isin(list(layers))]
+    grads = run.gradients.loc[(run.gradients[GradCol.metric] == metric)
+                              & run.gradients[GradCol.layer].isin(list(layers))]
     title = f"{plain(run.name)}: {metric_info(metric).label}, selected layers"
     fig = new_figure(title, 9.5, 4.6, left=0.85, right=0.25, top=0.8, bottom=0.55)
     ax = fig.add_subplot()
     if grads.empty:
         no_data(ax, "none of the selected layers has records")
         return save_figure(fig, path)
-    values = grads["value"].to_numpy(dtype="float64")
+    values = grads[GradCol.value].to_numpy(dtype="float64")
     grads = grads.assign(value=np.where(np.isfinite(values) & (values > 0), values, np.nan))
-    spans = epoch_spans(run.gradients.loc[run.gradients["metric"] == metric])
+    spans = epoch_spans(run.gradients.loc[run.gradients[GradCol.metric] == metric])
     means = run_epoch_means(run, metric)
-    present = [layer for layer in layers if layer in set(grads["layer"])]
+    present = [layer for layer in layers if layer in set(grads[GradCol.layer])]
     colours = run_colours(len(present))
     for colour, layer in zip(colours, present, strict=True):
-        rows = grads.loc[grads["layer"] == layer].sort_values("step")
-        depth, kind = int(rows["depth"].iloc[0]), str(rows["kind"].iloc[0])
-        ax.plot(rows["step"], rows["value"], color=colour, linewidth=0.7, alpha=0.45)
-        stair = staircase(spans, means.loc[means["layer"] == layer])
+        rows = grads.loc[grads[GradCol.layer] == layer].sort_values(GradCol.step)
+        depth, kind = int(rows[GradCol.depth].iloc[0]), str(rows[GradCol.kind].iloc[0])
+        ax.plot(rows[GradCol.step], rows[GradCol.value], color=colour, linewidth=0.7, alpha=0.45)
+        stair = staircase(spans, means.loc[means[GradCol.layer] == layer])
         ax.plot(stair[:, 0], stair[:, 1], color=colour, linewidth=2.4,
                 label=plain(f"{layer} (depth {depth}, {kind})"))
     log_axis(ax, log_limits(values))
@@ -126,8 +127,8 @@ def plot_layer_subset(run: RunData, metric: str, layers: Sequence[str], path: Pa
 def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
     """Layer x epoch image of log10 of each layer's epoch-mean `metric`."""
     means = run_epoch_means(run, metric)
-    layers = means[["layer", "depth"]].drop_duplicates("layer").sort_values(
-        ["depth", "layer"], kind="stable")
+    layers = means[[GradCol.layer, GradCol.depth]].drop_duplicates(GradCol.layer).sort_values(
+        [GradCol.depth, GradCol.layer], kind="stable")
     height = min(max(3.2, 0.17 * len(layers) + 1.6), 14.0)
     labels = [plain(f"{name} ({depth})") for name, depth in layers.itertuples(index=False)]
     label_size = 7 if len(labels) > 25 else 8
@@ -138,9 +139,10 @@ def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
     if means.empty:
         no_data(ax, f"no {metric} records")
         return save_figure(fig, path)
-    epochs = sorted(int(e) for e in means["epoch"].unique())
-    grid = means.pivot_table(index="layer", columns="epoch", values="mean", aggfunc="first")
-    grid = grid.reindex(index=layers["layer"], columns=epochs)
+    epochs = sorted(int(e) for e in means[GradCol.epoch].unique())
+    grid = means.pivot_table(index=GradCol.layer, columns=GradCol.epoch, values="mean",
+                             aggfunc="first")
+    grid = grid.reindex(index=layers[GradCol.layer], columns=epochs)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log10(grid.to_numpy(dtype="float64"))
     logs[~np.isfinite(logs)] = np.nan
