@@ -222,7 +222,7 @@ def test_load_run_tolerates_missing_and_broken_files(tmp_path: Path) -> None:
     assert run.name == "young" and run.state == "running"
     assert run.metrics.empty and list(run.metrics.columns)[:2] == ["epoch", "train_loss"]
     assert run.gradients.empty and "value" in run.gradients.columns
-    assert run.summary == {}
+    assert run.summary is None
     assert any("status.json" in problem for problem in run.problems)
     summary = summarize_run(run)
     assert summary.first.verdict == "undetermined" and summary.first.ratio is None

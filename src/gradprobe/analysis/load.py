@@ -28,6 +28,8 @@ from gradprobe.record import (
     GradCol,
     RunFileError,
     RunState,
+    RunStatus,
+    RunSummary,
     empty_gradients,
     empty_metrics,
     read_run_file,
@@ -36,15 +38,15 @@ from gradprobe.record import (
 
 @dataclass
 class RunData:
-    """Everything one run directory holds, as plain dicts and tidy frames."""
+    """Everything one run directory holds: typed records, the config as a dict, tidy frames."""
 
     path: Path
     name: str
     config: dict[str, Any]  # the resolved run config, model_info, data_info, versions
-    status: dict[str, Any]  # state, epoch, step, message, traceback
+    status: RunStatus | None  # None when the file is missing or damaged (see problems)
     metrics: pd.DataFrame  # one row per epoch (record.METRIC_COLUMNS)
     gradients: pd.DataFrame  # tidy probe records (record.GRADIENT_COLUMNS)
-    summary: dict[str, Any]  # the finished run's summary, or {} before the run finished
+    summary: RunSummary | None  # None before the run finished
     problems: list[str] = field(default_factory=list)  # files that were missing or unreadable
     # derived frames (per-epoch means) keyed by what they were computed from; RunData is read-only
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -52,12 +54,13 @@ class RunData:
     @property
     def state(self) -> RunState:
         """running | completed | diverged | failed | missing (never started)."""
-        state = self.status.get("state") or self.summary.get("state")  # validated on reading
-        return RunState(state) if state else RunState.RUNNING
+        if self.status is not None:
+            return self.status.state
+        return self.summary.state if self.summary is not None else RunState.RUNNING
 
     @property
     def message(self) -> str:
-        return str(self.status.get("message") or "")
+        return self.status.message if self.status is not None else ""
 
     @property
     def model_info(self) -> dict[str, Any]:
@@ -75,10 +78,10 @@ class RunData:
     @property
     def diverged_step(self) -> int | None:
         """The optimiser step at which the loss became non-finite, if the run diverged."""
-        step = self.summary.get("diverged_step")
-        if step is None and self.state is RunState.DIVERGED:
-            step = self.status.get("step")
-        return None if step is None else int(step)
+        step = self.summary.diverged_step if self.summary is not None else None
+        if step is None and self.state is RunState.DIVERGED and self.status is not None:
+            step = self.status.step
+        return step
 
     @property
     def diverged_epoch(self) -> int | None:
@@ -91,8 +94,7 @@ class RunData:
             at_or_before = grads.loc[grads[GradCol.step] <= step, GradCol.epoch]
             if not at_or_before.empty:
                 return int(at_or_before.max())
-        epoch = self.status.get("epoch")
-        return None if epoch is None else int(epoch)
+        return self.status.epoch if self.status is not None else None
 
 
 @dataclass
@@ -138,9 +140,8 @@ def load_run(run_dir: str | Path) -> RunData:
         )
     problems: list[str] = []
     config = _read(path / CONFIG_FILE, problems) or {}
-    status = _read(path / STATUS_FILE, problems) or {}
-    # absent until the run ends: not a problem
-    summary = _read(path / SUMMARY_FILE, problems, required=False) or {}
+    status = _read(path / STATUS_FILE, problems)
+    summary = _read(path / SUMMARY_FILE, problems, required=False)  # absent until the run ends
     metrics = _read(path / METRICS_FILE, problems)
     gradients = _read(path / GRADIENTS_FILE, problems)
     return RunData(
@@ -161,10 +162,10 @@ def _missing_run(path: Path, name: str) -> RunData:
         path=path,
         name=name,
         config={},
-        status={"state": RunState.MISSING.value, "message": "the run directory does not exist"},
+        status=RunStatus(RunState.MISSING, message="the run directory does not exist"),
         metrics=empty_metrics(),
         gradients=empty_gradients(),
-        summary={},
+        summary=None,
         problems=["the run directory does not exist"],
     )
 

@@ -18,7 +18,7 @@ def state_text(run: RunData) -> str:
     if state is RunState.FAILED:
         return f"failed: {run.message or 'no message recorded'}"
     if state is RunState.RUNNING:
-        epoch = run.status.get("epoch")
+        epoch = run.status.epoch if run.status is not None else None
         return "still running" + (f" (epoch {epoch})" if epoch else "") + ": results are partial"
     if state is RunState.MISSING:
         return "never started: its run directory does not exist"

@@ -346,14 +346,14 @@ def summarize_run(
     analysis = RunAnalysis(
         name=run.name, state=run.state, message=run.message, metric=metric,
         target_acc=target_acc,
-        best_val_acc=best[0] if best else summary.get("best_val_acc"),
-        best_epoch=best[1] if best else summary.get("best_epoch"),
+        best_val_acc=best[0] if best else summary and summary.best_val_acc,
+        best_epoch=best[1] if best else summary and summary.best_epoch,
         final_val_acc=float(finite_val[-1]) if finite_val.size else None,
         final_train_loss=finite_or_none(metrics[Col.train_loss].iloc[-1])
         if not metrics.empty else None,
-        test_acc=summary.get("test_acc"), test_loss=summary.get("test_loss"),
-        epochs_completed=summary.get("epochs_completed", len(metrics)),
-        steps=summary.get("steps"),
+        test_acc=summary and summary.test_acc, test_loss=summary and summary.test_loss,
+        epochs_completed=summary.epochs_completed if summary else len(metrics),
+        steps=summary and summary.steps,
         epochs_to_target=epochs_to_target(metrics, target_acc) if not metrics.empty else None,
         diverged_step=run.diverged_step, diverged_epoch=run.diverged_epoch,
     )

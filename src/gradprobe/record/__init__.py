@@ -36,6 +36,7 @@ from gradprobe.record.schema import (
     EpochRow,
     GradCol,
     RunState,
+    RunStatus,
     RunSummary,
     best_validation,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "GradCol",
     "RunFileError",
     "RunState",
+    "RunStatus",
     "RunSummary",
     "best_validation",
     "empty_gradients",

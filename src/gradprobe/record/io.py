@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from gradprobe.record.schema import (
     EpochRow,
     GradCol,
     RunState,
+    RunStatus,
     RunSummary,
 )
 from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -66,7 +68,8 @@ class RunFileError(InputError):
 def read_run_file(path: str | Path) -> Any:
     """Read and validate one run or study file; None when it does not exist.
 
-    JSON files and the study spec give a dict, the epoch metrics and the gradient records a
+    status.json gives a `RunStatus`, summary.json a `RunSummary`, the other JSON files and the
+    study spec a dict, the epoch metrics and the gradient records a
     typed frame with the contract's columns. Raises `RunFileError` for any damage.
     """
     path = Path(path)
@@ -111,12 +114,23 @@ def _check_state(path: Path, data: dict[str, Any]) -> None:
 _NUMBER = (int, float)
 
 
-def _read_status(path: Path) -> dict[str, Any]:
+def _typed(path: Path, data: dict[str, Any], record_type: type[Any]) -> Any:
+    """`record_type` (a schema dataclass) from the file's keys; unknown keys are ignored."""
+    if data.get("state") is None:
+        raise RunFileError(path, "it has no 'state'")
+    values = {f.name: data[f.name] for f in fields(record_type) if f.name in data}
+    values["state"] = RunState(data["state"])
+    return record_type(**values)
+
+
+def _read_status(path: Path) -> RunStatus:
     data = _json_object(path)
     _check_state(path, data)
     _check_types(path, data, {"epoch": (int,), "step": (int,), "message": (str,),
                               "traceback": (str,), "updated": (str,)})
-    return data
+    if data.get("message") is None:
+        data["message"] = ""
+    return _typed(path, data, RunStatus)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -129,7 +143,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_summary(path: Path) -> dict[str, Any]:
+def _read_summary(path: Path) -> RunSummary:
     data = _json_object(path)
     _check_state(path, data)
     _check_types(path, data, {
@@ -137,7 +151,10 @@ def _read_summary(path: Path) -> dict[str, Any]:
         "final_val_acc": _NUMBER, "final_train_loss": _NUMBER, "epochs_completed": (int,),
         "steps": (int,), "diverged_step": (int,), "seconds": _NUMBER,
     })
-    return data
+    missing = [f.name for f in fields(RunSummary) if f.name not in data]
+    if missing:
+        raise RunFileError(path, f"it lacks the keys {missing}")
+    return _typed(path, data, RunSummary)
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
@@ -205,11 +222,9 @@ def empty_gradients() -> pd.DataFrame:
 # ---------------------------------------------------------------------------- writers
 def write_status(run_dir: Path, state: RunState, *, epoch: int, step: int, message: str = "",
                  traceback: str | None = None) -> None:
-    write_json_atomic(run_dir / STATUS_FILE, {
-        "state": RunState(state).value, "epoch": epoch, "step": step, "message": message,
-        "traceback": traceback,
-        "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })
+    updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    status = RunStatus(RunState(state), epoch, step, message, traceback, updated)
+    write_json_atomic(run_dir / STATUS_FILE, status.as_dict())
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -77,6 +77,23 @@ FINISHED_STATES = frozenset({RunState.COMPLETED, RunState.DIVERGED})
 
 
 @dataclass(frozen=True)
+class RunStatus:
+    """status.json: where a run stands, rewritten at every epoch and at the end."""
+
+    state: RunState
+    epoch: int | None = None  # epochs finished (running), or the epoch it stopped in
+    step: int | None = None  # optimiser steps done, or the step whose loss diverged
+    message: str = ""  # one line for people: "test accuracy 0.912", the error of a failure
+    traceback: str | None = None  # a failed run's traceback
+    updated: str | None = None  # ISO time of the last write (UTC)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
 class EpochRow:
     """One row of metrics.csv: an epoch's training and validation numbers."""
 
@@ -120,10 +137,10 @@ class RunSummary:
     best_epoch: int | None
     final_val_acc: float | None  # the last finite validation accuracy
     final_train_loss: float | None
-    epochs_completed: int  # epochs with a finite validation accuracy
-    steps: int  # optimiser steps done
+    epochs_completed: int | None  # epochs with a finite validation accuracy
+    steps: int | None  # optimiser steps done
     diverged_step: int | None  # the step whose loss was non-finite
-    seconds: float  # training wall time over all epochs
+    seconds: float | None  # training wall time over all epochs
 
     @classmethod
     def from_rows(cls, state: RunState, rows: list[EpochRow], *, steps: int,

@@ -118,11 +118,11 @@ def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any],
             f"{run_dir.path} holds a run with a different config:\n  {listing}\n"
             "Use another --out, or --force to discard that run and train this config there."
         )
-    state = (run_dir.read_status() or {}).get("state")  # validated: a RunState value or None
-    if state is None or RunState(state) not in FINISHED_STATES:
+    status = run_dir.read_status()
+    if status is None or status.state not in FINISHED_STATES:
         return None
     summary = run_dir.read_summary()
-    return None if summary is None else RunResult(run_dir.path, RunState(state), summary,
+    return None if summary is None else RunResult(run_dir.path, status.state, summary.as_dict(),
                                                   skipped=True)
 
 

@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from gradprobe import record
 from gradprobe.errors import InputError
-from gradprobe.record import EpochRow, RunState, RunSummary
+from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
 
 
 class RunBusyError(InputError):
@@ -46,14 +46,14 @@ class RunDirectory:
                                "wait for it to finish or use another --out.") from error
         return lock
 
-    def read_status(self) -> dict[str, Any] | None:
+    def read_status(self) -> RunStatus | None:
         """The run's status, None if absent; `RunFileError` (an InputError) if damaged."""
         return record.read_run_file(self.file(record.STATUS_FILE))
 
     def read_config(self) -> dict[str, Any] | None:
         return record.read_run_file(self.file(record.CONFIG_FILE))
 
-    def read_summary(self) -> dict[str, Any] | None:
+    def read_summary(self) -> RunSummary | None:
         return record.read_run_file(self.file(record.SUMMARY_FILE))
 
     def write_status(self, state: RunState, *, epoch: int, step: int, message: str = "",
