@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from fakes import gradient_frame, resnet_layers, vgg_layers, write_run, write_study
+from gradprobe import record
 from gradprobe.analysis import (
     VERDICT_THRESHOLDS,
     decay_fit,
@@ -25,6 +26,7 @@ from gradprobe.analysis import (
     load_study,
     summarize_run,
     verdict,
+    write_report,
 )
 from gradprobe.errors import InputError
 
@@ -248,3 +250,77 @@ def test_load_study_keeps_spec_order_and_notes_strays(tmp_path: Path) -> None:
     assert list(lone.runs) == ["a"]
     with pytest.raises(InputError, match=r"study\.yaml"):
         load_study(tmp_path / "runs")
+
+
+# ---------------------------------------------------------------------------- damaged files
+_RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
+              record.GRADIENTS_FILE)
+
+
+def _damaged_versions(original: bytes, seed: int) -> list[bytes]:
+    """Random bytes, truncations, non-UTF-8 and JSON values of the wrong type."""
+    rng = np.random.default_rng(seed)
+    versions = [b"", b"\xff\xfe\x00garbage", rng.bytes(64), b"[1, 2, 3]", b'"text"', b"null",
+                b'{"state": 7}', b'{"state": "exploded"}', b'{"epoch": "one", "state": "running"}',
+                b'{"run": [1], "model_info": "x"}', b'{"test_acc": true, "state": "completed"}']
+    versions += [original[:cut] for cut in rng.integers(1, max(len(original), 2), size=4)]
+    return versions
+
+
+@pytest.mark.parametrize("name", _RUN_FILES)
+def test_any_damage_is_a_named_run_file_error(tmp_path: Path, name: str) -> None:
+    """Every reader goes through read_run_file: damage raises RunFileError naming the file and
+    the fix, and load_run and the report turn it into a note, never a traceback."""
+    run_dir = write_run(tmp_path / "runs", "hurt")
+    write_study(tmp_path, ["hurt"])
+    original = (run_dir / name).read_bytes()
+    assert record.read_run_file(run_dir / name) is not None
+    refused = 0
+    for index, damaged in enumerate(_damaged_versions(original, seed=len(name))):
+        (run_dir / name).write_bytes(damaged)
+        try:
+            record.read_run_file(run_dir / name)
+        except record.RunFileError as error:
+            assert name in str(error) and record.FIXES[name] in str(error), index
+            refused += 1
+            run = load_run(run_dir)
+            assert any(name in problem for problem in run.problems), index
+            summarize_run(run)  # never a traceback
+    assert refused >= 8  # the damage was seen, not read as data
+    write_report(tmp_path)  # the last damaged version: the report still renders
+
+
+def test_text_garbage_in_metrics_is_an_error_not_nan(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "junk")
+    path = run_dir / record.METRICS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    cells = lines[2].split(",")
+    cells[record.METRIC_COLUMNS.index("val_acc")] = "oops"  # epoch 2's validation accuracy
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(record.RunFileError, match=r"metrics\.csv is damaged \(row 2 holds 'oops' "
+                                                  r"in the numeric column 'val_acc'\)"):
+        record.read_run_file(path)
+    assert any("'oops'" in problem for problem in load_run(run_dir).problems)
+
+
+def test_nan_cells_of_a_diverged_run_are_not_damage(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "boom", state="diverged", diverged_step=9)
+    metrics = record.read_run_file(run_dir / record.METRICS_FILE)
+    assert math.isnan(metrics[record.Col.val_acc].iloc[-1])
+    assert load_run(run_dir).problems == []
+
+
+def test_damaged_study_spec_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs", "a")
+    (tmp_path / record.STUDY_FILE).write_bytes(b"\xff\xfe: [")
+    with pytest.raises(record.RunFileError, match=r"study\.yaml is damaged .*gradprobe study"):
+        load_study(tmp_path)
+    (tmp_path / record.STUDY_FILE).write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(record.RunFileError, match="not a mapping"):
+        load_study(tmp_path)
+
+
+def test_best_validation_is_defined_once() -> None:
+    assert record.best_validation([(1, 0.5), (2, 0.8), (3, math.nan), (4, 0.8)]) == (0.8, 2)
+    assert record.best_validation([(1, math.nan)]) is None
