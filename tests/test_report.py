@@ -236,3 +236,15 @@ def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
     assert f"{fmt_pct(summary.test_acc)}" in text  # test accuracy from summary.json
     # "best" is defined once: the trainer's summary and the analysis agree
     assert record.read_run_file(run_dir / record.SUMMARY_FILE).best_val_acc == summary.best_val_acc
+
+
+def test_experiment_labels_are_read_back_from_the_study_spec(tmp_path: Path) -> None:
+    """The labels `gradprobe study` writes into the spec are the ones the report prints."""
+    for name in ("depth.a", "depth.b"):
+        write_run(tmp_path / "runs", name)
+    experiment = {"name": "depth", "title": "Depth", "axes": {"depth": [8, 16]},
+                  "runs": ["depth.a", "depth.b"],
+                  "labels": {"depth.a": "depth=8", "depth.b": "depth=16"}}
+    write_study(tmp_path, ["depth.a", "depth.b"], experiments=[experiment])
+    text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
+    assert "with depth=8, against" in text and "with depth=16." in text
