@@ -107,6 +107,32 @@ def test_damaged_run_files_are_named_with_the_fix(tmp_path: Path, name: str, dam
     assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert name in error and fix in error and "Traceback" not in error
+    if name == record.CONFIG_FILE:
+        return  # the fix is a new run directory
+    # follow the fix the message gives: the run comes back whole, from its checkpoint
+    (out / name).unlink()
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    for rebuilt in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE):
+        assert record.read_run_file(out / rebuilt) is not None
+    assert record.read_run_file(out / record.STATUS_FILE).state is record.RunState.COMPLETED
+
+
+def test_damaged_history_is_noted_by_the_report_and_rebuilt_by_the_fix(tmp_path: Path) -> None:
+    from gradprobe.analysis import write_report
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    original = record.read_run_file(out / record.METRICS_FILE)
+    (out / record.METRICS_FILE).write_text("epoch,train_loss\n1,oops\n", encoding="utf-8")
+    text = write_report(out)["md"].read_text(encoding="utf-8")
+    assert "metrics.csv is damaged" in text and "rewrites both" in text
+    # the fix the note gives: delete it and the summary, run the same command again
+    (out / record.METRICS_FILE).unlink()
+    (out / record.SUMMARY_FILE).unlink()
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    rebuilt = record.read_run_file(out / record.METRICS_FILE)
+    pd.testing.assert_frame_equal(rebuilt, original)
+    assert "is damaged" not in write_report(out)["md"].read_text(encoding="utf-8")
 
 
 def test_same_command_twice_is_bit_identical(tmp_path: Path) -> None:
