@@ -153,7 +153,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path, checkpoint_every
     reference = run_cli_subprocess([*args, "--out", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr
     reference_status = record.read_run_file(tmp_path / "reference" / record.STATUS_FILE)
-    steps_per_epoch = reference_status["step"] // 3
+    steps_per_epoch = reference_status.step // 3
     crash_step = steps_per_epoch + 3  # inside epoch 2
     crashed = run_cli_subprocess([*args, "--out", str(tmp_path / "run")],
                                  {"GRADPROBE_CRASH_AFTER_STEP": str(crash_step)})
