@@ -12,7 +12,7 @@ from fakes import resnet_layers, vgg_layers, write_run, write_study
 from gradprobe import record
 from gradprobe.analysis import load_study, summarize_run, write_report
 from gradprobe.analysis.format import fmt_pct, fmt_ratio
-from gradprobe.analysis.report import markdown_escape
+from gradprobe.analysis.render import markdown_escape
 from gradprobe.analysis.tables import dataset_facts
 from gradprobe.errors import InputError
 

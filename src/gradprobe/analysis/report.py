@@ -1,10 +1,12 @@
 """`write_report`: a study directory's figures, a Markdown report and a self-contained HTML one.
 
 The report follows the assignment's structure (Steps 1-6). It is assembled here as a list of
-plain-text blocks per section (numbers from `summary.py`, sentences from `findings.py`, theory
-from `text.py`) and rendered by two jinja2 templates: HTML with autoescape on (every user string,
-such as a class folder name, is escaped), Markdown with every value escaped for Markdown. The
-HTML embeds its figures as base64 PNG data URIs, so it works offline as a single file.
+plain-text blocks per section (numbers from `summary.py`, table rows from `tables.py`, fixed
+sections from `sections.py`, sentences from `findings.py` and `answers.py`, theory from `text.py`,
+figures from `figures/`) and rendered by `render.py`'s two jinja2 templates: HTML with autoescape
+on (every user string, such as a class folder name, is escaped), Markdown with every value
+escaped for Markdown. The HTML embeds its figures as base64 PNG data URIs, so it works offline as
+a single file.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from gradprobe.analysis import answers, findings, tables
 from gradprobe.analysis import figures as draw
 from gradprobe.analysis.format import format_value, join_words
 from gradprobe.analysis.load import RunData, StudyData, load_study
+from gradprobe.analysis.render import environments
 from gradprobe.analysis.sections import method_blocks, overview_blocks, setup_blocks
 from gradprobe.analysis.states import state_text
 from gradprobe.analysis.summary import (
@@ -48,7 +49,6 @@ from gradprobe.metrics import metric_info
 from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, GradCol, RunState
 from gradprobe.util.atomic import write_text_atomic
 
-TEMPLATES = Path(__file__).parent / "templates"
 MAX_FEATURED_RUNS = 12  # per-run figures (3 each) for at most this many runs
 
 
@@ -62,36 +62,6 @@ class Experiment:
     axes: dict[str, Any]
     labels: dict[str, str]  # run name -> variant label ("norm=batch"), runs the study holds
     missing: list[str]  # runs the spec lists that the study does not hold
-
-
-# ---------------------------------------------------------------------------- escaping
-class _Verbatim(str):
-    """Markdown the report itself wrote (a formula in a code block): not escaped again."""
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}#|!~])")
-_ENTITY = re.compile(r"&(#?\w+;)")  # only an "&" that would start an HTML entity needs escaping
-
-
-def markdown_escape(value: Any) -> str:
-    """Text safe in Markdown: special characters backslash-escaped, HTML made inert."""
-    if isinstance(value, _Verbatim):
-        return str(value)
-    text = "" if value is None else str(value)
-    text = _ENTITY.sub(r"&amp;\1", text).replace("<", "&lt;").replace(">", "&gt;")
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return " ".join(text.splitlines())  # a value never starts a new Markdown block
-
-
-def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
-    loader = jinja2.FileSystemLoader(TEMPLATES)
-    html = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    markdown = jinja2.Environment(loader=loader, autoescape=False, finalize=markdown_escape,
-                                  undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                  lstrip_blocks=True, keep_trailing_newline=True)
-    markdown.filters["verbatim"] = _Verbatim
-    return html, markdown
 
 
 # ---------------------------------------------------------------------------- selection
@@ -398,7 +368,7 @@ def write_report(
         "sections": sections,
         "html_name": REPORT_HTML,
     }
-    html_env, markdown_env = _environments()
+    html_env, markdown_env = environments()
     written = {"md": study_dir / REPORT_MD, "html": study_dir / REPORT_HTML}
     write_text_atomic(written["md"], markdown_env.get_template("report.md.j2").render(context))
     write_text_atomic(written["html"], html_env.get_template("report.html.j2").render(context))
