@@ -339,21 +339,25 @@ def summarize_run(
 ) -> RunAnalysis:
     """One run's numbers (see `RunAnalysis`)."""
     check_metric(metric)
-    metrics, summary = run.metrics, run.summary
+    metrics = run.metrics
+    recorded = run.summary  # the trainer's summary; None before the run ended
     best = best_validation(zip(metrics[Col.epoch], metrics[Col.val_acc], strict=True))
+    if best is None and recorded is not None and recorded.best_val_acc is not None:
+        best = (recorded.best_val_acc, recorded.best_epoch)  # metrics unreadable: trust it
     val_acc = metrics[Col.val_acc].to_numpy(dtype="float64")
     finite_val = val_acc[np.isfinite(val_acc)]
     analysis = RunAnalysis(
         name=run.name, state=run.state, message=run.message, metric=metric,
         target_acc=target_acc,
-        best_val_acc=best[0] if best else summary and summary.best_val_acc,
-        best_epoch=best[1] if best else summary and summary.best_epoch,
+        best_val_acc=best[0] if best else None,
+        best_epoch=best[1] if best else None,
         final_val_acc=float(finite_val[-1]) if finite_val.size else None,
         final_train_loss=finite_or_none(metrics[Col.train_loss].iloc[-1])
         if not metrics.empty else None,
-        test_acc=summary and summary.test_acc, test_loss=summary and summary.test_loss,
-        epochs_completed=summary.epochs_completed if summary else len(metrics),
-        steps=summary and summary.steps,
+        test_acc=recorded.test_acc if recorded else None,
+        test_loss=recorded.test_loss if recorded else None,
+        epochs_completed=recorded.epochs_completed if recorded else len(metrics),
+        steps=recorded.steps if recorded else None,
         epochs_to_target=epochs_to_target(metrics, target_acc) if not metrics.empty else None,
         diverged_step=run.diverged_step, diverged_epoch=run.diverged_epoch,
     )
