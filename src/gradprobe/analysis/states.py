@@ -38,6 +38,6 @@ def _divergence_cause(run: RunData) -> str:
     if "inf" in lowered:
         return "loss became infinite"
     # a message that says more than "diverged at step N" is worth keeping
-    if message and "diverged" not in lowered:
+    if message and RunState.DIVERGED.value not in lowered:  # the trainer's "diverged at step N"
         return f"loss became non-finite; {message}"
     return "loss became non-finite"

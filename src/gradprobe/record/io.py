@@ -68,8 +68,8 @@ class RunFileError(InputError):
 def read_run_file(path: str | Path) -> Any:
     """Read and validate one run or study file; None when it does not exist.
 
-    status.json gives a `RunStatus`, summary.json a `RunSummary`, the other JSON files and the
-    study spec a dict, the epoch metrics and the gradient records a
+    The status gives a `RunStatus`, the summary a `RunSummary`, the config and the study spec
+    a dict, the epoch metrics and the gradient records a
     typed frame with the contract's columns. Raises `RunFileError` for any damage.
     """
     path = Path(path)
