@@ -28,11 +28,11 @@ from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.record import (
     FINISHED_STATES,
-    GRADIENT_COLUMNS,
     TENSORBOARD_DIR,
     EpochRow,
     RunState,
     RunSummary,
+    empty_gradients,
 )
 from gradprobe.train import faults
 from gradprobe.train.checkpoint import (
@@ -434,7 +434,7 @@ class _NoProbe:
         pass
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({column: [] for column in GRADIENT_COLUMNS})
+        return empty_gradients()
 
     def state_dict(self) -> dict[str, Any]:
         return {}
