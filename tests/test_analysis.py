@@ -1,22 +1,21 @@
 """Analysis numbers on run directories built by hand with known values.
 
-The builders below write the run-directory contract (config.json, status.json, metrics.csv,
-gradients.parquet, summary.json) directly, so these tests need neither torch nor a trainer;
-test_report.py reuses them.
+The run directories come from `fakes.py`, which writes them through `gradprobe.record`, so these
+tests need neither torch nor a trainer.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from fakes import gradient_frame, resnet_layers, vgg_layers, write_run, write_study
+from gradprobe import record
 from gradprobe.analysis import (
     VERDICT_THRESHOLDS,
     decay_fit,
@@ -27,147 +26,9 @@ from gradprobe.analysis import (
     load_study,
     summarize_run,
     verdict,
+    write_report,
 )
 from gradprobe.errors import InputError
-
-Layer = tuple[str, str, int]  # (name, kind, depth)
-NormOf = Callable[[int, str, int, int, str], float]  # (depth, kind, epoch, step, metric) -> value
-
-
-# ---------------------------------------------------------------------------- builders
-def vgg_layers(convs: int, linears: int = 2) -> list[Layer]:
-    """Conv layers at depths 0..convs-1 named like torchvision's VGG, then linear layers."""
-    layers = [(f"features.{2 * i}", "conv", i) for i in range(convs)]
-    return layers + [(f"classifier.{3 * j}", "linear", convs + j) for j in range(linears)]
-
-
-def resnet_layers() -> list[Layer]:
-    """ResNet-18's probe points: 17 convs, 3 projection shortcuts, 1 linear, in forward order."""
-    names = ["conv1"]
-    for stage in range(1, 5):
-        for block in range(2):
-            names += [f"layer{stage}.{block}.conv1", f"layer{stage}.{block}.conv2"]
-            if block == 0 and stage > 1:
-                names.append(f"layer{stage}.0.downsample.0")
-    layers = [(n, "shortcut" if "downsample" in n else "conv", d) for d, n in enumerate(names)]
-    return [*layers, ("fc", "linear", len(names))]
-
-
-def halving_towards_input(top: int) -> NormOf:
-    """Norm 1 at depth `top`, halving at every layer on the way back to depth 0."""
-    return lambda depth, kind, epoch, step, metric: 2.0 ** (depth - top)
-
-
-def gradient_frame(
-    layers: Sequence[Layer], norm_of: NormOf, epochs: int, steps_per_epoch: int,
-    metrics: Sequence[str] = ("weight_grad_norm", "output_grad_norm"),
-    last_step: int | None = None,
-) -> pd.DataFrame:
-    rows = []
-    for epoch in range(1, epochs + 1):
-        for local in range(steps_per_epoch):
-            step = (epoch - 1) * steps_per_epoch + local
-            if last_step is not None and step > last_step:
-                break
-            for name, kind, depth in layers:
-                for metric in metrics:
-                    rows.append((step, epoch, name, depth, kind, metric,
-                                 norm_of(depth, kind, epoch, step, metric)))
-    columns = ["step", "epoch", "layer", "depth", "kind", "metric", "value"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def write_run(
-    root: Path, name: str, *, layers: Sequence[Layer] | None = None,
-    norm_of: NormOf | None = None, epochs: int = 3, steps_per_epoch: int = 4,
-    val_acc: Sequence[float] | None = None, state: str = "completed",
-    diverged_step: int | None = None, message: str = "",
-    classes: Sequence[str] = ("circles", "squares", "stripes"),
-    model: dict | None = None, model_info: dict | None = None,
-    metrics: Sequence[str] = ("weight_grad_norm", "output_grad_norm"),
-    files: Sequence[str] = ("config", "status", "metrics", "gradients", "summary"),
-) -> Path:
-    """Write one run directory. A diverged run's gradients stop at `diverged_step` (NaN there)
-    and its last metrics row holds NaN losses, as the trainer writes them."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    layers = list(layers if layers is not None else vgg_layers(5))
-    convs = [layer for layer in layers if layer[1] == "conv"]
-    base = norm_of or halving_towards_input(max((d for _, _, d in convs), default=0))
-    if diverged_step is not None:
-        def norm_of(depth: int, kind: str, epoch: int, step: int, metric: str) -> float:
-            return math.nan if step == diverged_step else base(depth, kind, epoch, step, metric)
-    else:
-        norm_of = base
-    val_acc = list(val_acc if val_acc is not None else [0.5 + 0.1 * e for e in range(epochs)])
-    model = {"name": "vgg_deep", "depth": None, "width": 0.25, "norm": None,
-             "activation": "relu", "init": "kaiming", "stem": None, **(model or {})}
-    info = {"family": "vgg", "residual": False, "norm": model["norm"] or "none",
-            "activation": model["activation"], "init": model["init"], "parameters": 12345,
-            "conv_layers": len(convs), "linear_layers": sum(k == "linear" for _, k, _ in layers),
-            "probe_points": [list(layer) for layer in layers], **(model_info or {})}
-    config = {
-        "name": name,
-        "run": {"model": model,
-                "data": {"dataset": "synthetic", "image_size": 32, "split": [0.7, 0.15, 0.15],
-                         "seed": 0},
-                "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, "momentum": 0.0,
-                          "optimizer": "sgd", "scheduler": "step", "step_size": 5, "gamma": 0.5,
-                          "seed": 0, "device": "cpu"},
-                "probe": {"metrics": list(metrics), "every": 1}},
-        "model_info": info,
-        # as the trainer writes it: the class -> index mapping and images per class and split
-        "data_info": {"kind": "synthetic", "class_to_idx": {c: i for i, c in enumerate(classes)},
-                      "class_counts": {"train": [70] * len(classes), "val": [15] * len(classes),
-                                       "test": [15] * len(classes)},
-                      "counts": {"train": 70 * len(classes), "val": 15 * len(classes),
-                                 "test": 15 * len(classes)}, "fingerprint": "abc123"},
-        "versions": {"python": "3.11", "torch": "2.4", "gradprobe": "0.1.0", "git_commit": "0"},
-        "device": "cpu",
-    }
-    epochs_done = epochs if diverged_step is None else diverged_step // steps_per_epoch + 1
-    metric_rows = []
-    for epoch in range(1, epochs_done + 1):
-        loss, acc = 1.0 / epoch, val_acc[epoch - 1]
-        if diverged_step is not None and epoch == epochs_done:
-            loss, acc = math.nan, math.nan
-        metric_rows.append({"epoch": epoch, "train_loss": loss, "train_acc": acc,
-                            "val_loss": 1.1 * loss, "val_acc": acc, "lr": 0.01, "seconds": 1.0})
-    tested = state == "completed"
-    summary = {"state": state, "test_loss": 0.5 if tested else None,
-               "test_acc": val_acc[epochs_done - 1] if tested else None,
-               "best_val_acc": None, "best_epoch": None, "final_val_acc": None,
-               "final_train_loss": None, "epochs_completed": epochs_done,
-               "steps": epochs_done * steps_per_epoch, "diverged_step": diverged_step,
-               "seconds": 3.0}
-    status = {"state": state, "epoch": epochs_done, "step": diverged_step or 0,
-              "message": message, "traceback": None}
-    if "config" in files:
-        (run_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    if "status" in files:
-        (run_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
-    if "metrics" in files:
-        pd.DataFrame(metric_rows).to_csv(run_dir / "metrics.csv", index=False)
-    if "gradients" in files:
-        gradient_frame(layers, norm_of, epochs, steps_per_epoch, metrics,
-                       diverged_step).to_parquet(run_dir / "gradients.parquet", index=False)
-    if "summary" in files:
-        (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    return run_dir
-
-
-def write_study(root: Path, run_names: Sequence[str], *, comparison: Sequence[str] = (),
-                experiments: Sequence[dict] = (), title: str | None = None) -> Path:
-    spec: dict = {"name": "hand-built", "preset": "smoke",
-                  "data": {"dataset": "synthetic", "image_size": 32}, "train": {"epochs": 3},
-                  "experiments": list(experiments),
-                  "runs": [{"name": name} for name in run_names]}
-    if title:
-        spec["title"] = title
-    if comparison:
-        spec["comparison"] = {"title": "Compared models", "runs": list(comparison)}
-    (root / "study.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
-    return root
 
 
 # ---------------------------------------------------------------------------- exact numbers
@@ -178,38 +39,38 @@ def test_halving_norms_give_exact_ratio_decay_db_and_vanishing(tmp_path: Path) -
 
     run = load_run(write_run(tmp_path, "halving", layers=vgg_layers(5), norm_of=norm_of))
     summary = summarize_run(run)
-    assert summary["first_layer"] == "features.0" and summary["last_layer"] == "features.8"
-    assert summary["first_to_last_ratio"] == 2.0 ** -4  # exact: powers of two
-    assert summary["first_to_last_ratio_last_epoch"] == 2.0 ** -4
-    assert summary["decay_per_layer"] == pytest.approx(0.5, rel=1e-12)
-    assert summary["db_per_layer"] == pytest.approx(10 * math.log10(0.5), rel=1e-12)
-    assert round(summary["db_per_layer"], 2) == -3.01
-    assert summary["r2"] == pytest.approx(1.0, abs=1e-12)
-    assert summary["layers_in_fit"] == 5
-    assert summary["verdict"] == summary["verdict_last_epoch"] == "vanishing"
-    assert (summary["first_epoch"], summary["last_epoch"]) == (1, 3)
-    assert summary["first_to_last_ratio_first_step"] == 2.0 ** -4
-    json.dumps(summary, allow_nan=False)  # JSON-friendly
+    assert summary.first_layer == "features.0" and summary.last_layer == "features.8"
+    assert summary.first.ratio == 2.0 ** -4  # exact: powers of two
+    assert summary.last.ratio == 2.0 ** -4
+    assert summary.first.decay_per_layer == pytest.approx(0.5, rel=1e-12)
+    assert summary.first.db_per_layer == pytest.approx(10 * math.log10(0.5), rel=1e-12)
+    assert round(summary.first.db_per_layer, 2) == -3.01
+    assert summary.first.r2 == pytest.approx(1.0, abs=1e-12)
+    assert summary.first.layers == 5
+    assert summary.first.verdict == summary.last.verdict == "vanishing"
+    assert (summary.first.epoch, summary.last.epoch) == (1, 3)
+    assert summary.ratio_first_step == 2.0 ** -4
+    json.dumps(summary.as_dict(), allow_nan=False)  # JSON-friendly
 
 
 def test_doubling_towards_input_is_exploding(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, "doubling", layers=vgg_layers(6),
                              norm_of=lambda d, k, e, s, m: 2.0 ** -d))
     summary = summarize_run(run)
-    assert summary["first_to_last_ratio"] == 32.0
-    assert summary["decay_per_layer"] == pytest.approx(2.0, rel=1e-12)
-    assert summary["db_per_layer"] == pytest.approx(3.0103, abs=1e-4)
-    assert summary["verdict"] == "exploding"
+    assert summary.first.ratio == 32.0
+    assert summary.first.decay_per_layer == pytest.approx(2.0, rel=1e-12)
+    assert summary.first.db_per_layer == pytest.approx(3.0103, abs=1e-4)
+    assert summary.first.verdict == "exploding"
 
 
 def test_equal_norms_are_healthy_with_a_perfect_flat_fit(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, "flat", norm_of=lambda d, k, e, s, m: 0.25))
     summary = summarize_run(run)
-    assert summary["first_to_last_ratio"] == 1.0
-    assert summary["decay_per_layer"] == pytest.approx(1.0)
-    assert summary["db_per_layer"] == pytest.approx(0.0, abs=1e-12)
-    assert summary["r2"] == 1.0
-    assert summary["verdict"] == "healthy"
+    assert summary.first.ratio == 1.0
+    assert summary.first.decay_per_layer == pytest.approx(1.0)
+    assert summary.first.db_per_layer == pytest.approx(0.0, abs=1e-12)
+    assert summary.first.r2 == 1.0
+    assert summary.first.verdict == "healthy"
 
 
 @pytest.mark.parametrize(
@@ -232,19 +93,19 @@ def test_shortcuts_are_left_out_of_ratio_and_fit(tmp_path: Path) -> None:
 
     summary = summarize_run(load_run(write_run(tmp_path, "resnet", layers=layers,
                                                norm_of=norm_of)))
-    assert (summary["first_layer"], summary["last_layer"]) == ("conv1", "layer4.1.conv2")
-    assert summary["first_to_last_ratio"] == pytest.approx(0.9 ** max(conv_depths), rel=1e-12)
-    assert summary["decay_per_layer"] == pytest.approx(0.9, rel=1e-12)
-    assert summary["layers_in_fit"] == 17
+    assert (summary.first_layer, summary.last_layer) == ("conv1", "layer4.1.conv2")
+    assert summary.first.ratio == pytest.approx(0.9 ** max(conv_depths), rel=1e-12)
+    assert summary.first.decay_per_layer == pytest.approx(0.9, rel=1e-12)
+    assert summary.first.layers == 17
 
 
 def test_net_without_convs_uses_its_linear_layers(tmp_path: Path) -> None:
     layers = [(f"net.{i}", "linear", i) for i in range(4)]
     summary = summarize_run(load_run(write_run(tmp_path, "mlp", layers=layers,
                                                norm_of=lambda d, k, e, s, m: 4.0 ** (d - 3))))
-    assert summary["fit_kind"] == "linear"
-    assert summary["first_to_last_ratio"] == 4.0 ** -3
-    assert summary["decay_per_layer"] == pytest.approx(0.25, rel=1e-12)
+    assert summary.fit_kind == "linear"
+    assert summary.first.ratio == 4.0 ** -3
+    assert summary.first.decay_per_layer == pytest.approx(0.25, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------- against naive code
@@ -325,11 +186,11 @@ def test_epochs_to_target() -> None:
 def test_summary_accuracies_come_from_the_metrics(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path, "acc", epochs=4, val_acc=[0.4, 0.85, 0.7, 0.75]))
     summary = summarize_run(run, target_acc=0.8)
-    assert (summary["best_val_acc"], summary["best_epoch"]) == (0.85, 2)
-    assert summary["final_val_acc"] == 0.75
-    assert summary["test_acc"] == 0.75
-    assert summary["epochs_to_target"] == 2
-    assert summary["state"] == "completed" and summary["diverged_step"] is None
+    assert (summary.best_val_acc, summary.best_epoch) == (0.85, 2)
+    assert summary.final_val_acc == 0.75
+    assert summary.test_acc == 0.75
+    assert summary.epochs_to_target == 2
+    assert summary.state == "completed" and summary.diverged_step is None
 
 
 def test_first_step_ratio_is_the_initialisation(tmp_path: Path) -> None:
@@ -338,8 +199,8 @@ def test_first_step_ratio_is_the_initialisation(tmp_path: Path) -> None:
         return 8.0 if step == 0 and depth == 0 else 1.0
 
     summary = summarize_run(load_run(write_run(tmp_path, "init", norm_of=norm_of)))
-    assert (summary["first_step"], summary["first_to_last_ratio_first_step"]) == (0, 8.0)
-    assert summary["first_to_last_ratio"] == pytest.approx((8.0 + 3.0) / 4.0)  # epoch-1 mean
+    assert (summary.first_step, summary.ratio_first_step) == (0, 8.0)
+    assert summary.first.ratio == pytest.approx((8.0 + 3.0) / 4.0)  # epoch-1 mean
 
 
 # ---------------------------------------------------------------------------- tolerant loading
@@ -349,11 +210,11 @@ def test_diverged_run_loads_and_summarises(tmp_path: Path) -> None:
     assert run.state == "diverged" and run.diverged_step == 9 and run.diverged_epoch == 3
     assert math.isnan(run.metrics["train_loss"].iloc[-1])
     summary = summarize_run(run)
-    assert summary["diverged_step"] == 9 and summary["test_acc"] is None
-    assert summary["last_epoch"] == 3  # epoch 3's finite steps (8) still count
-    assert summary["first_to_last_ratio_last_epoch"] == 2.0 ** -4
-    assert summary["best_val_acc"] == pytest.approx(0.6)  # NaN accuracy of the last row ignored
-    json.dumps(summary, allow_nan=False)
+    assert summary.diverged_step == 9 and summary.test_acc is None
+    assert summary.last.epoch == 3  # epoch 3's finite steps (8) still count
+    assert summary.last.ratio == 2.0 ** -4
+    assert summary.best_val_acc == pytest.approx(0.6)  # NaN accuracy of the last row ignored
+    json.dumps(summary.as_dict(), allow_nan=False)
 
 
 def test_load_run_tolerates_missing_and_broken_files(tmp_path: Path) -> None:
@@ -363,11 +224,11 @@ def test_load_run_tolerates_missing_and_broken_files(tmp_path: Path) -> None:
     assert run.name == "young" and run.state == "running"
     assert run.metrics.empty and list(run.metrics.columns)[:2] == ["epoch", "train_loss"]
     assert run.gradients.empty and "value" in run.gradients.columns
-    assert run.summary == {}
+    assert run.summary is None
     assert any("status.json" in problem for problem in run.problems)
     summary = summarize_run(run)
-    assert summary["verdict"] == "undetermined" and summary["first_to_last_ratio"] is None
-    assert summary["best_val_acc"] is None and summary["epochs_to_target"] is None
+    assert summary.first.verdict == "undetermined" and summary.first.ratio is None
+    assert summary.best_val_acc is None and summary.epochs_to_target is None
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -389,3 +250,77 @@ def test_load_study_keeps_spec_order_and_notes_strays(tmp_path: Path) -> None:
     assert list(lone.runs) == ["a"]
     with pytest.raises(InputError, match=r"study\.yaml"):
         load_study(tmp_path / "runs")
+
+
+# ---------------------------------------------------------------------------- damaged files
+_RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
+              record.GRADIENTS_FILE)
+
+
+def _damaged_versions(original: bytes, seed: int) -> list[bytes]:
+    """Random bytes, truncations, non-UTF-8 and JSON values of the wrong type."""
+    rng = np.random.default_rng(seed)
+    versions = [b"", b"\xff\xfe\x00garbage", rng.bytes(64), b"[1, 2, 3]", b'"text"', b"null",
+                b'{"state": 7}', b'{"state": "exploded"}', b'{"epoch": "one", "state": "running"}',
+                b'{"run": [1], "model_info": "x"}', b'{"test_acc": true, "state": "completed"}']
+    versions += [original[:cut] for cut in rng.integers(1, max(len(original), 2), size=4)]
+    return versions
+
+
+@pytest.mark.parametrize("name", _RUN_FILES)
+def test_any_damage_is_a_named_run_file_error(tmp_path: Path, name: str) -> None:
+    """Every reader goes through read_run_file: damage raises RunFileError naming the file and
+    the fix, and load_run and the report turn it into a note, never a traceback."""
+    run_dir = write_run(tmp_path / "runs", "hurt")
+    write_study(tmp_path, ["hurt"])
+    original = (run_dir / name).read_bytes()
+    assert record.read_run_file(run_dir / name) is not None
+    refused = 0
+    for index, damaged in enumerate(_damaged_versions(original, seed=len(name))):
+        (run_dir / name).write_bytes(damaged)
+        try:
+            record.read_run_file(run_dir / name)
+        except record.RunFileError as error:
+            assert name in str(error) and record.FIXES[name] in str(error), index
+            refused += 1
+            run = load_run(run_dir)
+            assert any(name in problem for problem in run.problems), index
+            summarize_run(run)  # never a traceback
+    assert refused >= 8  # the damage was seen, not read as data
+    write_report(tmp_path)  # the last damaged version: the report still renders
+
+
+def test_text_garbage_in_metrics_is_an_error_not_nan(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "junk")
+    path = run_dir / record.METRICS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines()
+    cells = lines[2].split(",")
+    cells[record.METRIC_COLUMNS.index("val_acc")] = "oops"  # epoch 2's validation accuracy
+    lines[2] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(record.RunFileError, match=r"metrics\.csv is damaged \(row 2 holds 'oops' "
+                                                  r"in the numeric column 'val_acc'\)"):
+        record.read_run_file(path)
+    assert any("'oops'" in problem for problem in load_run(run_dir).problems)
+
+
+def test_nan_cells_of_a_diverged_run_are_not_damage(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "boom", state="diverged", diverged_step=9)
+    metrics = record.read_run_file(run_dir / record.METRICS_FILE)
+    assert math.isnan(metrics[record.Col.val_acc].iloc[-1])
+    assert load_run(run_dir).problems == []
+
+
+def test_damaged_study_spec_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    write_run(tmp_path / "runs", "a")
+    (tmp_path / record.STUDY_FILE).write_bytes(b"\xff\xfe: [")
+    with pytest.raises(record.RunFileError, match=r"study\.yaml is damaged .*gradprobe study"):
+        load_study(tmp_path)
+    (tmp_path / record.STUDY_FILE).write_text("- just\n- a list\n", encoding="utf-8")
+    with pytest.raises(record.RunFileError, match="not a mapping"):
+        load_study(tmp_path)
+
+
+def test_best_validation_is_defined_once() -> None:
+    assert record.best_validation([(1, 0.5), (2, 0.8), (3, math.nan), (4, 0.8)]) == (0.8, 2)
+    assert record.best_validation([(1, math.nan)]) is None

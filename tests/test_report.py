@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from gradprobe.analysis import load_study, write_report
-from gradprobe.analysis.findings import dataset_facts
-from gradprobe.analysis.report import markdown_escape
+from fakes import resnet_layers, vgg_layers, write_run, write_study
+from gradprobe import record
+from gradprobe.analysis import load_study, summarize_run, write_report
+from gradprobe.analysis.format import fmt_pct, fmt_ratio
+from gradprobe.analysis.render import markdown_escape
+from gradprobe.analysis.tables import dataset_facts
 from gradprobe.errors import InputError
-from test_analysis import resnet_layers, vgg_layers, write_run, write_study
 
 XSS = "<img src=x onerror=alert(1)>"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -202,10 +203,48 @@ def test_subset_layers_and_bad_input(tmp_path: Path) -> None:
 def test_dataset_classes_from_either_record(tmp_path: Path) -> None:
     # the contract's plain `classes` list, without per-class counts, is shown too
     run_dir = write_run(tmp_path / "runs", "listed", classes=("b", "a"))
-    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    config = record.read_run_file(run_dir / record.CONFIG_FILE)
     config["data_info"] = {"kind": "folder", "classes": ["b", "a"], "counts": {"train": 4}}
-    (run_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    record.write_config(run_dir, config)
     write_study(tmp_path, ["listed"])
     facts = dataset_facts(load_study(tmp_path))
     assert (facts["class_columns"], facts["class_rows"]) == (["class"], [["b"], ["a"]])
     assert facts["counts"] == [{"split": "train", "images": "4"}]
+
+
+def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
+    """End to end: a run directory `gradprobe.train` wrote -> load -> summary -> figures ->
+    report, and the report states the numbers the analysis computed from those records."""
+    from gradprobe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from gradprobe.train import train
+
+    config = RunConfig(model=ModelConfig(name="plain_stack", depth=3, width=0.25),
+                       data=DataConfig(image_size=16, images_per_class=12),
+                       train=TrainConfig(epochs=2, batch_size=8))
+    run_dir = train(config, tmp_path / "real").run_dir
+    run = load_study(run_dir).runs["real"]
+    assert run.problems == [] and run.state is record.RunState.COMPLETED
+    summary = summarize_run(run)
+    assert summary.first.ratio is not None and summary.first.layers == 3
+    written = write_report(run_dir)
+    figures = [key for key in written if key.startswith(f"{record.FIGURES_DIR}/")]
+    assert len(figures) == 3 + 2 + 1  # per-run trio, depth profile and curves, ratio overview
+    assert all(written[key].read_bytes()[:8] == PNG_SIGNATURE for key in figures)
+    text = written["md"].read_text(encoding="utf-8")
+    assert (f"{summary.first_layer} (depth {summary.first_depth})'s weight-gradient L2 norm is "
+            f"{fmt_ratio(summary.first.ratio)}× that of {summary.last_layer}") in text
+    assert f"{fmt_pct(summary.test_acc)}" in text  # test accuracy from summary.json
+    # "best" is defined once: the trainer's summary and the analysis agree
+    assert record.read_run_file(run_dir / record.SUMMARY_FILE).best_val_acc == summary.best_val_acc
+
+
+def test_experiment_labels_are_read_back_from_the_study_spec(tmp_path: Path) -> None:
+    """The labels `gradprobe study` writes into the spec are the ones the report prints."""
+    for name in ("depth.a", "depth.b"):
+        write_run(tmp_path / "runs", name)
+    experiment = {"name": "depth", "title": "Depth", "axes": {"depth": [8, 16]},
+                  "runs": ["depth.a", "depth.b"],
+                  "labels": {"depth.a": "depth=8", "depth.b": "depth=16"}}
+    write_study(tmp_path, ["depth.a", "depth.b"], experiments=[experiment])
+    text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
+    assert "with depth=8, against" in text and "with depth=16." in text

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from gradprobe import record
 from gradprobe.cli import main
 from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from gradprobe.errors import InputError
@@ -36,7 +37,7 @@ def tiny_config(**train_overrides: object) -> RunConfig:
 
 def metrics_without_time(run_dir: Path) -> str:
     """metrics.csv minus its wall-clock column, which no two runs share."""
-    return pd.read_csv(run_dir / "metrics.csv").drop(columns="seconds").to_csv(index=False)
+    return pd.read_csv(run_dir / record.METRICS_FILE).drop(columns="seconds").to_csv(index=False)
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -82,6 +83,56 @@ def test_run_directory_matches_the_contract(tmp_path: Path) -> None:
     assert 0 <= summary["test_acc"] <= 1 and summary["state"] == "completed"
     checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=True)
     assert checkpoint["position"]["epoch"] == 3
+    # the record module spells exactly the contract written out above (DESIGN.md)
+    assert (record.CONFIG_FILE, record.STATUS_FILE, record.METRICS_FILE, record.GRADIENTS_FILE,
+            record.SUMMARY_FILE) == ("config.json", "status.json", "metrics.csv",
+                                     "gradients.parquet", "summary.json")
+    assert tuple(metrics.columns) == record.METRIC_COLUMNS
+    assert tuple(gradients.columns) == record.GRADIENT_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "fix"),
+    [(record.STATUS_FILE, b"{not json", "resumes from its checkpoint"),
+     (record.STATUS_FILE, b"\xff\xfe garbage", "resumes from its checkpoint"),
+     (record.CONFIG_FILE, b'{"run": 3}', "delete the whole run directory"),
+     (record.SUMMARY_FILE, b'{"state": "completed", "test_acc": "high"}', "rewrites it")],
+)
+def test_damaged_run_files_are_named_with_the_fix(tmp_path: Path, name: str, damage: bytes,
+                                                  fix: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    (out / name).write_bytes(damage)
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert name in error and fix in error and "Traceback" not in error
+    if name == record.CONFIG_FILE:
+        return  # the fix is a new run directory
+    # follow the fix the message gives: the run comes back whole, from its checkpoint
+    (out / name).unlink()
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    for rebuilt in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE):
+        assert record.read_run_file(out / rebuilt) is not None
+    assert record.read_run_file(out / record.STATUS_FILE).state is record.RunState.COMPLETED
+
+
+def test_damaged_history_is_noted_by_the_report_and_rebuilt_by_the_fix(tmp_path: Path) -> None:
+    from gradprobe.analysis import write_report
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    original = record.read_run_file(out / record.METRICS_FILE)
+    (out / record.METRICS_FILE).write_text("epoch,train_loss\n1,oops\n", encoding="utf-8")
+    text = write_report(out)["md"].read_text(encoding="utf-8")
+    assert "metrics.csv is damaged" in text and "rewrites both" in text
+    # the fix the note gives: delete it and the summary, run the same command again
+    (out / record.METRICS_FILE).unlink()
+    (out / record.SUMMARY_FILE).unlink()
+    assert main(["train", *TINY_ARGS[:-3], "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    rebuilt = record.read_run_file(out / record.METRICS_FILE)
+    pd.testing.assert_frame_equal(rebuilt, original)
+    assert "is damaged" not in write_report(out)["md"].read_text(encoding="utf-8")
 
 
 def test_same_command_twice_is_bit_identical(tmp_path: Path) -> None:
@@ -89,7 +140,7 @@ def test_same_command_twice_is_bit_identical(tmp_path: Path) -> None:
         assert main(["train", *TINY_ARGS, "--out", str(tmp_path / name)]) == 0
     assert metrics_without_time(tmp_path / "a") == metrics_without_time(tmp_path / "b")
     assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
-    gradients = [pd.read_parquet(tmp_path / name / "gradients.parquet") for name in "ab"]
+    gradients = [pd.read_parquet(tmp_path / name / record.GRADIENTS_FILE) for name in "ab"]
     pd.testing.assert_frame_equal(*gradients)
 
 
@@ -101,18 +152,19 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path, checkpoint_every
     args = [*TINY_ARGS, "--checkpoint-every", str(checkpoint_every)]
     reference = run_cli_subprocess([*args, "--out", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr
-    steps_per_epoch = json.loads((tmp_path / "reference" / "status.json").read_text())["step"] // 3
+    reference_status = record.read_run_file(tmp_path / "reference" / record.STATUS_FILE)
+    steps_per_epoch = reference_status.step // 3
     crash_step = steps_per_epoch + 3  # inside epoch 2
     crashed = run_cli_subprocess([*args, "--out", str(tmp_path / "run")],
                                  {"GRADPROBE_CRASH_AFTER_STEP": str(crash_step)})
     assert crashed.returncode == -9, crashed.stderr
-    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    status = json.loads((tmp_path / "run" / record.STATUS_FILE).read_text())
     assert status["state"] == "running"
     resumed = run_cli_subprocess([*args, "--out", str(tmp_path / "run")])
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_without_time(tmp_path / "run") == metrics_without_time(tmp_path / "reference")
     assert_same_weights(final_weights(tmp_path / "run"), final_weights(tmp_path / "reference"))
-    gradients = [pd.read_parquet(tmp_path / name / "gradients.parquet")
+    gradients = [pd.read_parquet(tmp_path / name / record.GRADIENTS_FILE)
                  for name in ("run", "reference")]
     pd.testing.assert_frame_equal(*gradients)  # no duplicated or missing steps
 
@@ -133,11 +185,11 @@ def test_crash_then_resume_from_the_fallback_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     train(tiny_config(epochs=2), tmp_path / "short")
     run_dir.mkdir()
-    for name in ("config.json", CHECKPOINT, PREVIOUS_CHECKPOINT):
+    for name in (record.CONFIG_FILE, CHECKPOINT, PREVIOUS_CHECKPOINT):
         (run_dir / name).write_bytes((tmp_path / "short" / name).read_bytes())
-    config = json.loads((run_dir / "config.json").read_text())
+    config = json.loads((run_dir / record.CONFIG_FILE).read_text())
     config["run"]["train"]["epochs"] = 3
-    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / record.CONFIG_FILE).write_text(json.dumps(config))
     (run_dir / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
         result = train(tiny_config(), run_dir)
@@ -150,12 +202,12 @@ def test_completed_run_is_left_alone_unless_forced(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY_ARGS, "--out", str(out)]) == 0
-    before = (out / "metrics.csv").stat().st_mtime_ns
+    before = (out / record.METRICS_FILE).stat().st_mtime_ns
     assert main(["train", *TINY_ARGS[:-1], "--out", str(out)]) == 0
     assert "already completed" in capsys.readouterr().err
-    assert (out / "metrics.csv").stat().st_mtime_ns == before
+    assert (out / record.METRICS_FILE).stat().st_mtime_ns == before
     assert main(["train", *TINY_ARGS, "--out", str(out), "--force"]) == 0
-    assert (out / "metrics.csv").stat().st_mtime_ns != before
+    assert (out / record.METRICS_FILE).stat().st_mtime_ns != before
 
 
 def test_divergence_is_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,14 +215,14 @@ def test_divergence_is_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code = main(["train", *TINY_ARGS, "--lr", "1e12", "--momentum", "0.9", "--out", str(out)])
     assert code == 0
     assert "diverged at step" in capsys.readouterr().out
-    status = json.loads((out / "status.json").read_text())
+    status = json.loads((out / record.STATUS_FILE).read_text())
     assert status["state"] == "diverged"
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / record.SUMMARY_FILE).read_text())
     assert summary["diverged_step"] == status["step"] >= 1
     assert summary["test_acc"] is None
-    gradients = pd.read_parquet(out / "gradients.parquet")
+    gradients = pd.read_parquet(out / record.GRADIENTS_FILE)
     assert gradients["step"].max() == status["step"] - 1  # history kept up to the divergence
-    assert len(pd.read_csv(out / "metrics.csv")) >= 1
+    assert len(pd.read_csv(out / record.METRICS_FILE)) >= 1
 
 
 class _Payload:
@@ -190,7 +242,7 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path, force_unsafe_en
     train(tiny_config(epochs=1), out)
     marker = tmp_path / "pwned"
     torch.save({"model": _Payload(marker)}, out / CHECKPOINT)
-    (out / "status.json").write_text(json.dumps({"state": "running", "epoch": 0, "step": 0}))
+    (out / record.STATUS_FILE).write_text(json.dumps({"state": "running", "epoch": 0, "step": 0}))
     with pytest.raises(InputError, match="objects other than tensors"):
         train(tiny_config(epochs=1), out)
     assert not marker.exists()
@@ -199,9 +251,11 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path, force_unsafe_en
 
 
 def test_every_torch_load_in_the_code_base_is_weights_only() -> None:
-    for path in SRC.rglob("*.py"):
-        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
-            assert "weights_only=True" in call, f"{path}: {call}"
+    calls = [(path, call) for path in SRC.rglob("*.py")
+             for call in re.findall(r"torch\.load\([^)]*\)", path.read_text())]
+    assert calls, "found no torch.load call: the scan no longer sees the checkpoint loader"
+    for path, call in calls:
+        assert "weights_only=True" in call, f"{path}: {call}"
 
 
 @pytest.mark.parametrize(
@@ -234,18 +288,18 @@ def test_out_holding_a_different_run_is_refused(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY_ARGS, "--out", str(out)]) == 0
-    before = (out / "metrics.csv").read_bytes()
+    before = (out / record.METRICS_FILE).read_bytes()
     assert main(["train", *TINY_ARGS, "--lr", "0.5", "--out", str(out)]) == 2
     error = capsys.readouterr().err
     assert "train.lr: 0.01 -> 0.5" in error and "--force" in error
-    assert (out / "metrics.csv").read_bytes() == before
+    assert (out / record.METRICS_FILE).read_bytes() == before
 
 
 def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
     config = tiny_config().model_copy(
         update={"probe": ProbeConfig(metrics=("output_grad_norm",), every=2)})
     run_dir = train(config, tmp_path / "run").run_dir
-    gradients = pd.read_parquet(run_dir / "gradients.parquet")
+    gradients = pd.read_parquet(run_dir / record.GRADIENTS_FILE)
     assert set(gradients["metric"]) == {"output_grad_norm"}
     assert (gradients["step"] % 2 == 0).all()
 
@@ -253,14 +307,32 @@ def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
 def test_probe_off_and_update_ratio(tmp_path: Path) -> None:
     """No metrics: no probe and an empty history; update_ratio: the optimiser is watched."""
     off = tiny_config().model_copy(update={"probe": ProbeConfig(metrics=())})
-    assert pd.read_parquet(train(off, tmp_path / "off").run_dir / "gradients.parquet").empty
+    assert pd.read_parquet(train(off, tmp_path / "off").run_dir / record.GRADIENTS_FILE).empty
     ratio = tiny_config().model_copy(update={"probe": ProbeConfig(metrics=("update_ratio",))})
-    gradients = pd.read_parquet(train(ratio, tmp_path / "ratio").run_dir / "gradients.parquet")
+    gradients = pd.read_parquet(train(ratio, tmp_path / "ratio").run_dir / record.GRADIENTS_FILE)
     assert set(gradients["metric"]) == {"update_ratio"}
     assert (gradients["value"] > 0).all()
 
 
 def test_tensorboard_event_files(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the optional extra gradprobe[tensorboard]")
-    run_dir = train(tiny_config(epochs=1, tensorboard=True), tmp_path / "run").run_dir
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = train(tiny_config(epochs=2, tensorboard=True), tmp_path / "run").run_dir
+    events = EventAccumulator(str(run_dir / record.TENSORBOARD_DIR))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    metrics = record.read_run_file(run_dir / record.METRICS_FILE)
+    for column in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+        logged = events.Scalars(f"epoch/{column}")
+        assert [event.step for event in logged] == metrics["epoch"].tolist()
+        assert [event.value for event in logged] == pytest.approx(metrics[column].tolist(),
+                                                                   rel=1e-6)
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    norms = gradients.loc[gradients["metric"] == "weight_grad_norm"]
+    layers = sorted(norms["layer"].unique())
+    assert {f"weight_grad_norm/{layer}" for layer in layers} <= tags
+    expected = norms.loc[norms["epoch"] == 2].groupby("layer")["value"].mean()
+    for layer in layers:
+        (last,) = [e for e in events.Scalars(f"weight_grad_norm/{layer}") if e.step == 2]
+        assert last.value == pytest.approx(expected[layer], rel=1e-6)  # float32 in the file

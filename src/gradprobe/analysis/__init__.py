@@ -1,16 +1,17 @@
 """Analysis: run and study directories in, numbers, figures and the report out.
 
-It reads only what the trainer wrote (config.json, status.json, metrics.csv, gradients.parquet,
-summary.json), never a model or torch, so a report can be rewritten anywhere the records are.
+It reads only what the trainer wrote (the run files of `gradprobe.record`), never a model or
+torch, so a report can be rewritten anywhere the records are.
 """
 
 from gradprobe.analysis.load import RunData, StudyData, load_run, load_study
 from gradprobe.analysis.report import write_report
 from gradprobe.analysis.summary import (
     DEFAULT_TARGET_ACC,
-    NORM_METRICS,
     VERDICT_THRESHOLDS,
     DecayFit,
+    FlowAtEpoch,
+    RunAnalysis,
     VerdictThresholds,
     decay_fit,
     epochs_to_target,
@@ -22,9 +23,10 @@ from gradprobe.analysis.summary import (
 
 __all__ = [
     "DEFAULT_TARGET_ACC",
-    "NORM_METRICS",
     "VERDICT_THRESHOLDS",
     "DecayFit",
+    "FlowAtEpoch",
+    "RunAnalysis",
     "RunData",
     "StudyData",
     "VerdictThresholds",

@@ -1,14 +1,13 @@
 """Read run and study directories into tidy pandas frames.
 
-Analysis reads only what the trainer wrote (records), never a model: a run directory holds
-`config.json`, `status.json`, `metrics.csv`, `gradients.parquet` and `summary.json`. A run that
-is still running, diverged or failed may lack some of them, so every reader here is tolerant: a
-missing or unreadable file gives an empty frame or dict and a note in `RunData.problems`.
+Analysis reads only what the trainer wrote (records), never a model, and reads it through
+`gradprobe.record`. A run that is still running, diverged or failed may lack some of its files,
+so loading a run is tolerant: a missing or damaged file gives an empty frame or dict and a note
+in `RunData.problems` that names the file and the fix.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,38 +15,52 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from gradprobe.errors import InputError
-
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-GRADIENT_COLUMNS = ("step", "epoch", "layer", "depth", "kind", "metric", "value")
+from gradprobe.record import (
+    CONFIG_FILE,
+    GRADIENTS_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    STATUS_FILE,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    GradCol,
+    RunFileError,
+    RunState,
+    RunStatus,
+    RunSummary,
+    empty_gradients,
+    empty_metrics,
+    read_run_file,
+)
 
 
 @dataclass
 class RunData:
-    """Everything one run directory holds, as plain dicts and tidy frames."""
+    """Everything one run directory holds: typed records, the config as a dict, tidy frames."""
 
     path: Path
     name: str
-    config: dict[str, Any]  # config.json: the resolved run config, model_info, data_info, versions
-    status: dict[str, Any]  # status.json: state, epoch, step, message, traceback
-    metrics: pd.DataFrame  # metrics.csv: one row per epoch
-    gradients: pd.DataFrame  # gradients.parquet: step, epoch, layer, depth, kind, metric, value
-    summary: dict[str, Any]  # summary.json, or {} before the run finished
+    config: dict[str, Any]  # the resolved run config, model_info, data_info, versions
+    status: RunStatus | None  # None when the file is missing or damaged (see problems)
+    metrics: pd.DataFrame  # one row per epoch (record.METRIC_COLUMNS)
+    gradients: pd.DataFrame  # tidy probe records (record.GRADIENT_COLUMNS)
+    summary: RunSummary | None  # None before the run finished
     problems: list[str] = field(default_factory=list)  # files that were missing or unreadable
     # derived frames (per-epoch means) keyed by what they were computed from; RunData is read-only
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def state(self) -> str:
+    def state(self) -> RunState:
         """running | completed | diverged | failed | missing (never started)."""
-        state = self.status.get("state") or self.summary.get("state")
-        return str(state) if state else "running"
+        if self.status is not None:
+            return self.status.state
+        return self.summary.state if self.summary is not None else RunState.RUNNING
 
     @property
     def message(self) -> str:
-        return str(self.status.get("message") or "")
+        return self.status.message if self.status is not None else ""
 
     @property
     def model_info(self) -> dict[str, Any]:
@@ -65,24 +78,23 @@ class RunData:
     @property
     def diverged_step(self) -> int | None:
         """The optimiser step at which the loss became non-finite, if the run diverged."""
-        step = self.summary.get("diverged_step")
-        if step is None and self.state == "diverged":
-            step = self.status.get("step")
-        return None if step is None else int(step)
+        step = self.summary.diverged_step if self.summary is not None else None
+        if step is None and self.state is RunState.DIVERGED and self.status is not None:
+            step = self.status.step
+        return step
 
     @property
     def diverged_epoch(self) -> int | None:
-        """The epoch holding `diverged_step` (from the gradient records, else status.json)."""
+        """The epoch holding `diverged_step` (from the gradient records, else the status)."""
         step = self.diverged_step
         if step is None:
             return None
         grads = self.gradients
         if not grads.empty:
-            at_or_before = grads.loc[grads["step"] <= step, "epoch"]
+            at_or_before = grads.loc[grads[GradCol.step] <= step, GradCol.epoch]
             if not at_or_before.empty:
                 return int(at_or_before.max())
-        epoch = self.status.get("epoch")
-        return None if epoch is None else int(epoch)
+        return self.status.epoch if self.status is not None else None
 
 
 @dataclass
@@ -103,78 +115,16 @@ class StudyData:
         return str(self.spec.get("title") or self.name)
 
 
-def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
-    if not path.is_file():
+def _read(path: Path, problems: list[str], *, required: bool = True) -> Any:
+    """A run file through `read_run_file`; absence or damage becomes a note, never an error."""
+    try:
+        data = read_run_file(path)
+    except RunFileError as error:
+        problems.append(str(error))
+        return None
+    if data is None and required:
         problems.append(f"{path.name} is missing")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        problems.append(f"{path.name} could not be read ({error})")
-        return {}
-    if not isinstance(data, dict):
-        problems.append(f"{path.name} does not hold a JSON object")
-        return {}
     return data
-
-
-def _empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype="float64") for column in columns})
-
-
-def _read_metrics(path: Path, problems: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        problems.append("metrics.csv is missing")
-        return _empty_frame(METRIC_COLUMNS)
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as error:  # pandas' EmptyDataError and ParserError are ValueErrors
-        problems.append(f"metrics.csv could not be read ({error})")
-        return _empty_frame(METRIC_COLUMNS)
-    for column in METRIC_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = np.nan
-        # "nan"/"inf" strings in a diverged run's last row become floats, junk becomes NaN
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame = frame.dropna(subset=["epoch"]).astype({"epoch": "int64"})
-    return frame.sort_values("epoch").reset_index(drop=True)
-
-
-def _read_gradients(path: Path, problems: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        problems.append("gradients.parquet is missing")
-        return _empty_gradients()
-    try:
-        frame = pd.read_parquet(path)
-    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-        problems.append(f"gradients.parquet could not be read ({error})")
-        return _empty_gradients()
-    missing = [column for column in GRADIENT_COLUMNS if column not in frame.columns]
-    if missing:
-        problems.append(f"gradients.parquet lacks the columns {missing}")
-        return _empty_gradients()
-    frame = frame.loc[:, list(GRADIENT_COLUMNS)].copy()
-    frame["step"] = frame["step"].astype("int64")
-    frame["epoch"] = frame["epoch"].astype("int64")
-    frame["depth"] = frame["depth"].astype("int64")
-    for column in ("layer", "kind", "metric"):
-        frame[column] = frame[column].astype(str)
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
-    return frame
-
-
-def _empty_gradients() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "step": pd.Series(dtype="int64"),
-            "epoch": pd.Series(dtype="int64"),
-            "layer": pd.Series(dtype="object"),
-            "depth": pd.Series(dtype="int64"),
-            "kind": pd.Series(dtype="object"),
-            "metric": pd.Series(dtype="object"),
-            "value": pd.Series(dtype="float64"),
-        }
-    )
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -186,19 +136,21 @@ def load_run(run_dir: str | Path) -> RunData:
     if not path.is_dir():
         raise InputError(
             f"No run directory at {str(path)!r}. Pass the directory `gradprobe train --out` "
-            "wrote (it holds config.json and metrics.csv)."
+            f"wrote (it holds {CONFIG_FILE} and {METRICS_FILE})."
         )
     problems: list[str] = []
-    config = _read_json(path / "config.json", problems)
-    status = _read_json(path / "status.json", problems)
-    summary = _read_json(path / "summary.json", [])  # absent until the run ends: not a problem
+    config = _read(path / CONFIG_FILE, problems) or {}
+    status = _read(path / STATUS_FILE, problems)
+    summary = _read(path / SUMMARY_FILE, problems, required=False)  # absent until the run ends
+    metrics = _read(path / METRICS_FILE, problems)
+    gradients = _read(path / GRADIENTS_FILE, problems)
     return RunData(
         path=path,
         name=str(config.get("name") or path.name),
         config=config,
         status=status,
-        metrics=_read_metrics(path / "metrics.csv", problems),
-        gradients=_read_gradients(path / "gradients.parquet", problems),
+        metrics=empty_metrics() if metrics is None else metrics,
+        gradients=empty_gradients() if gradients is None else gradients,
         summary=summary,
         problems=problems,
     )
@@ -210,10 +162,10 @@ def _missing_run(path: Path, name: str) -> RunData:
         path=path,
         name=name,
         config={},
-        status={"state": "missing", "message": "the run directory does not exist"},
-        metrics=_empty_frame(METRIC_COLUMNS),
-        gradients=_empty_gradients(),
-        summary={},
+        status=RunStatus(RunState.MISSING, message="the run directory does not exist"),
+        metrics=empty_metrics(),
+        gradients=empty_gradients(),
+        summary=None,
         problems=["the run directory does not exist"],
     )
 
@@ -228,36 +180,24 @@ def _spec_run_names(spec: dict[str, Any]) -> list[str]:
 
 
 def load_study(study_dir: str | Path) -> StudyData:
-    """Load a study directory (study.yaml + runs/<name>/) with its runs in spec order.
+    """Load a study directory (its spec + one directory per run) with its runs in spec order.
 
-    Run directories under runs/ that the spec does not list are appended after the listed ones.
-    A lone run directory (config.json, no study.yaml) loads as a one-run study, so
-    `gradprobe report` works on the output of `gradprobe train` too.
+    Run directories the spec does not list are appended after the listed ones. A lone run
+    directory (a config, no study spec) loads as a one-run study, so `gradprobe report` works on
+    the output of `gradprobe train` too. A damaged study spec raises `RunFileError`.
     """
     path = Path(study_dir)
-    spec_path = path / "study.yaml"
-    if not spec_path.is_file():
-        if (path / "config.json").is_file():
+    spec = read_run_file(path / STUDY_FILE)
+    if spec is None:
+        if (path / CONFIG_FILE).is_file():
             run = load_run(path)
             spec = {"name": run.name, "runs": [{"name": run.name}]}
             return StudyData(path=path, spec=spec, runs={run.name: run})
         raise InputError(
-            f"{str(path)!r} is not a study directory: it has no study.yaml. Pass the --out "
+            f"{str(path)!r} is not a study directory: it has no {STUDY_FILE}. Pass the --out "
             "directory of `gradprobe study` (or of `gradprobe train` for a single run)."
         )
-    try:
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(
-            f"study.yaml in {str(path)!r} could not be read ({error}). Rewrite it with "
-            "`gradprobe study` or fix the YAML by hand."
-        ) from error
-    if not isinstance(spec, dict):
-        raise InputError(
-            f"study.yaml in {str(path)!r} does not hold a mapping. Rewrite it with "
-            "`gradprobe study`."
-        )
-    runs_dir = path / "runs"
+    runs_dir = path / RUNS_DIR
     runs: dict[str, RunData] = {}
     for name in _spec_run_names(spec):
         run_path = runs_dir / name
@@ -269,7 +209,7 @@ def load_study(study_dir: str | Path) -> StudyData:
             if run_path.name not in runs:
                 runs[run_path.name] = load_run(run_path)
                 runs[run_path.name].name = run_path.name
-                problems.append(f"runs/{run_path.name} is not listed in study.yaml")
+                problems.append(f"{RUNS_DIR}/{run_path.name} is not listed in {STUDY_FILE}")
     return StudyData(path=path, spec=spec, runs=runs, problems=problems)
 
 

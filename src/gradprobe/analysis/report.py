@@ -1,16 +1,17 @@
-"""`write_report`: a study directory's figures, report.md and a self-contained report.html.
+"""`write_report`: a study directory's figures, a Markdown report and a self-contained HTML one.
 
 The report follows the assignment's structure (Steps 1-6). It is assembled here as a list of
-plain-text blocks per section (numbers from `summary.py`, sentences from `findings.py`, theory
-from `text.py`) and rendered by two jinja2 templates: HTML with autoescape on (every user string,
-such as a class folder name, is escaped), Markdown with every value escaped for Markdown. The
-HTML embeds its figures as base64 PNG data URIs, so it works offline as a single file.
+plain-text blocks per section (numbers from `summary.py`, table rows from `tables.py`, fixed
+sections from `sections.py`, sentences from `findings.py` and `answers.py`, theory from `text.py`,
+figures from `figures/`) and rendered by `render.py`'s two jinja2 templates: HTML with autoescape
+on (every user string, such as a class folder name, is escaped), Markdown with every value
+escaped for Markdown. The HTML embeds its figures as base64 PNG data URIs, so it works offline as
+a single file.
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,15 +19,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from gradprobe.analysis import findings as fnd
-from gradprobe.analysis import plots
+from gradprobe.analysis import answers, findings, tables
+from gradprobe.analysis import figures as draw
+from gradprobe.analysis.format import format_value, join_words
 from gradprobe.analysis.load import RunData, StudyData, load_study
+from gradprobe.analysis.render import environments
+from gradprobe.analysis.sections import method_blocks, overview_blocks, setup_blocks
+from gradprobe.analysis.states import state_text
 from gradprobe.analysis.summary import (
     DEFAULT_TARGET_ACC,
-    METRIC_LABELS,
-    VERDICT_THRESHOLDS,
+    RunAnalysis,
     check_metric,
     summarize_run,
 )
@@ -43,9 +45,10 @@ from gradprobe.analysis.text import (
     table,
 )
 from gradprobe.errors import InputError
+from gradprobe.metrics import metric_info
+from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, GradCol, RunState
 from gradprobe.util.atomic import write_text_atomic
 
-TEMPLATES = Path(__file__).parent / "templates"
 MAX_FEATURED_RUNS = 12  # per-run figures (3 each) for at most this many runs
 
 
@@ -59,36 +62,6 @@ class Experiment:
     axes: dict[str, Any]
     labels: dict[str, str]  # run name -> variant label ("norm=batch"), runs the study holds
     missing: list[str]  # runs the spec lists that the study does not hold
-
-
-# ---------------------------------------------------------------------------- escaping
-class _Verbatim(str):
-    """Markdown the report itself wrote (a formula in a code block): not escaped again."""
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}#|!~])")
-_ENTITY = re.compile(r"&(#?\w+;)")  # only an "&" that would start an HTML entity needs escaping
-
-
-def markdown_escape(value: Any) -> str:
-    """Text safe in Markdown: special characters backslash-escaped, HTML made inert."""
-    if isinstance(value, _Verbatim):
-        return str(value)
-    text = "" if value is None else str(value)
-    text = _ENTITY.sub(r"&amp;\1", text).replace("<", "&lt;").replace(">", "&gt;")
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return " ".join(text.splitlines())  # a value never starts a new Markdown block
-
-
-def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
-    loader = jinja2.FileSystemLoader(TEMPLATES)
-    html = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    markdown = jinja2.Environment(loader=loader, autoescape=False, finalize=markdown_escape,
-                                  undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                  lstrip_blocks=True, keep_trailing_newline=True)
-    markdown.filters["verbatim"] = _Verbatim
-    return html, markdown
 
 
 # ---------------------------------------------------------------------------- selection
@@ -120,8 +93,7 @@ def _experiments(study: StudyData) -> list[Experiment]:
     resolved = []
     for entry in study.spec.get("experiments") or []:
         listed = [str(name) for name in entry.get("runs") or []]
-        labels = {name: fnd.variant_label(entry, name, study.runs[name])
-                  for name in listed if name in study.runs}
+        labels = {name: _variant_label(entry, name) for name in listed if name in study.runs}
         if len(set(labels.values())) < len(labels):  # axes that do not tell the runs apart
             labels = {name: name for name in labels}
         resolved.append(Experiment(
@@ -135,8 +107,18 @@ def _experiments(study: StudyData) -> list[Experiment]:
     return resolved
 
 
+def _variant_label(experiment: Mapping[str, Any], name: str) -> str:
+    """A run's label in an experiment: the one the study spec wrote into its `labels`
+    ("norm=batch"); else the run name without the "<experiment>." prefix the spec gives it."""
+    written = experiment.get("labels") or {}
+    if isinstance(written, dict) and written.get(name) is not None:
+        return str(written[name])
+    prefix = f"{experiment.get('name')}."
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+
+
 def _recorded_metrics(study: StudyData) -> set[str]:
-    return {m for run in study.runs.values() for m in run.gradients["metric"].unique()}
+    return {m for run in study.runs.values() for m in run.gradients[GradCol.metric].unique()}
 
 
 def _check_inputs(study: StudyData, metric: str, target_acc: float,
@@ -151,7 +133,7 @@ def _check_inputs(study: StudyData, metric: str, target_acc: float,
                          f"metrics: {', '.join(sorted(recorded))}.")
     if subset_layers:
         known = {layer for name in featured
-                 for layer in study.runs[name].gradients["layer"].unique()}
+                 for layer in study.runs[name].gradients[GradCol.layer].unique()}
         if known and not set(subset_layers) & known:
             raise InputError(f"None of the layers {list(subset_layers)} was recorded by the runs "
                              f"plotted per model. Recorded layers include: "
@@ -168,7 +150,7 @@ class _Figures:
         self._taken: set[str] = set()
 
     def path(self, stem: str) -> Path:
-        return self.study_dir / "figures" / f"{_slug(stem, self._taken)}.png"
+        return self.study_dir / FIGURES_DIR / f"{_slug(stem, self._taken)}.png"
 
     def block(self, path: Path, alt: str, caption: str) -> Block:
         key = path.relative_to(self.study_dir).as_posix()
@@ -186,144 +168,58 @@ def _profile_metrics(study: StudyData, metric: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- sections
-def _method_blocks(study: StudyData, metric: str, target_acc: float) -> list[Block]:
-    low, high = VERDICT_THRESHOLDS.vanishing_below, VERDICT_THRESHOLDS.exploding_above
-    every = next((run.run_config.get("probe", {}).get("every") for run in study.runs.values()
-                  if run.run_config.get("probe")), None)
-    cadence = "every optimiser step" if every in (None, 1) else f"every {every} optimiser steps"
-    halving_db = fnd.fmt_db(10.0 * math.log10(0.5))
-    return [bullets([
-        f"Gradient metric: {METRIC_LABELS[metric]} ({metric}), recorded per layer at {cadence}. "
-        "A layer's norm at an epoch is the mean of its per-step values over that epoch; NaN or "
-        "infinite values (near a divergence) are left out.",
-        "First-to-last ratio: the epoch-mean norm of the conv layer nearest the input divided by "
-        "that of the conv layer nearest the output. Below 1, the gradient shrinks on its way back "
-        "to the input.",
-        "Decay per layer: least squares of log10(norm) against depth over the conv layers. The "
-        "factor 10^(-slope) is the change per layer going backward, from the output towards the "
-        "input (0.5 = halves at every layer). dB per layer = 10·log10(factor), a power-style "
-        f"decibel, so halving is {halving_db} per layer. R² says how well one constant factor "
-        "per layer describes the profile.",
-        f"Verdict at an epoch: vanishing if the ratio is below {low:g}, exploding if it is above "
-        f"{high:g}, healthy in between. The first epoch is the one nearest initialisation.",
-        "Shortcut (1×1 projection) convs and linear layers are drawn but left out of the ratio "
-        "and the fit; in a net without convs, its linear layers are used.",
-        f"Epochs to target: the first epoch whose validation accuracy reaches "
-        f"{fnd.fmt_pct(target_acc)}.",
-    ])]
-
-
-def _overview_blocks(study: StudyData) -> list[Block]:
-    rows = fnd.overview_rows(study)
-    blocks = [table(["run", "model", "outcome", "epochs"],
-                    [[r["run"], r["model"], r["outcome"], r["epochs"]] for r in rows])]
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    blocks.insert(0, p(f"The study holds {len(rows)} runs: "
-                       + ", ".join(f"{count} {state}" for state, count in counts.items()) + "."))
-    notes = list(study.problems)
-    for name, run in study.runs.items():
-        if run.state == "completed" and run.problems:
-            notes.append(f"{name}: {'; '.join(run.problems)}")
-    if notes:
-        blocks.append(p("Notes on the records:"))
-        blocks.append(bullets(notes))
-    return blocks
-
-
-def _setup_blocks(study: StudyData) -> list[Block]:
-    blocks: list[Block] = [h3("Dataset")]
-    data = fnd.dataset_facts(study)
-    if not data["known"]:
-        blocks.append(p("No run recorded its dataset (every run failed before loading it)."))
-    else:
-        size = data["image_size"]
-        kind = "" if data["kind"] == data["dataset"] else f" ({data['kind']})"
-        blocks.append(p(
-            f"Dataset {data['dataset']}{kind}: {data['class_count']} classes, images "
-            f"resized to {size}×{size}, split {data['split']} (train/val/test) with seed "
-            f"{data['seed']}; fingerprint {data['fingerprint']}."))
-        blocks.append(table(data["class_columns"], data["class_rows"]))
-        if data["skipped_files"]:
-            blocks.append(p(f"{data['skipped_files']} files of the dataset could not be read "
-                            "and were skipped."))
-        blocks.append(table(["split", "images"], [[c["split"], c["images"]]
-                                                  for c in data["counts"]]))
-        if not data["same_everywhere"]:
-            blocks.append(p("Warning: not every run used the same data (their fingerprints "
-                            "differ); the table shows the data of " + data["source_run"] + "."))
-    blocks.append(h3("Architectures"))
-    rows = fnd.architecture_rows(study)
-    keys = ["run", "model", "family", "residual", "width", "norm", "activation", "init",
-            "conv_layers", "linear_layers", "parameters"]
-    blocks.append(table(["run", "model", "family", "residual", "width", "norm", "activation",
-                         "init", "conv layers", "linear layers", "parameters"],
-                        [[row[key] for key in keys] for row in rows]))
-    blocks.append(h3("Training setup"))
-    keys = ["epochs", "batch", "optimizer", "lr", "momentum", "scheduler", "seed", "device"]
-    groups: dict[tuple[str, ...], list[str]] = {}  # one row per distinct setup
-    for row in fnd.training_rows(study):
-        groups.setdefault(tuple(row[key] for key in keys), []).append(row["run"])
-    rows = [[f"all {len(names)} runs" if len(groups) == 1 and len(names) > 1
-             else ", ".join(names), *setup] for setup, names in groups.items()]
-    blocks.append(table(["runs", "epochs", "batch", "optimiser", "learning rate", "momentum",
-                         "schedule", "seed", "device"], rows))
-    return blocks
-
-
-def _run_figure_blocks(figures: _Figures, name: str, run: RunData, summary: dict[str, Any],
+def _run_figure_blocks(figures: _Figures, name: str, run: RunData, summary: RunAnalysis,
                        metric: str, subset_layers: Sequence[str] | None) -> list[Block]:
     blocks: list[Block] = [h3(name)]
-    if run.state in ("failed", "missing") or run.gradients.empty:
-        blocks.append(p(f"{name} has no gradient records to draw: {fnd.state_text(run)}."))
+    if run.state in (RunState.FAILED, RunState.MISSING) or run.gradients.empty:
+        blocks.append(p(f"{name} has no gradient records to draw: {state_text(run)}."))
         return blocks
-    if run.state != "completed":
-        blocks.append(p(f"{name} {fnd.state_text(run)}; the figures show its records up to "
+    if run.state is not RunState.COMPLETED:
+        blocks.append(p(f"{name} {state_text(run)}; the figures show its records up to "
                         "there" + (", and a dashed red line marks the divergence."
-                                   if run.state == "diverged" else ".")))
-    label = METRIC_LABELS[metric]
-    sentence = fnd.span_sentence(name, run, summary)
+                                   if run.state is RunState.DIVERGED else ".")))
+    label = metric_info(metric).label
+    sentence = findings.span_sentence(name, run, summary)
     if sentence:
         blocks.append(p(sentence))
-    path = plots.plot_layer_norms(run, metric, figures.path(f"{name}-all-layers"))
+    path = draw.plot_layer_norms(run, metric, figures.path(f"{name}-all-layers"))
     blocks.append(figures.block(path, f"{name}: {label} of every layer against step",
                                 f"{name}: every layer's {label} against optimiser step, coloured "
                                 "by depth; bold: the mean over each epoch."))
-    subset = [layer for layer in subset_layers if layer in set(run.gradients["layer"])] \
-        if subset_layers else plots.default_subset(run, metric)
+    subset = [layer for layer in subset_layers if layer in set(run.gradients[GradCol.layer])] \
+        if subset_layers else draw.default_subset(run, metric)
     if subset_layers and len(subset) < len(subset_layers):
         absent = [layer for layer in subset_layers if layer not in subset]
         blocks.append(p(f"{name} has no records for {', '.join(absent)}."))
     if subset:
-        path = plots.plot_layer_subset(run, metric, subset, figures.path(f"{name}-subset"))
+        path = draw.plot_layer_subset(run, metric, subset, figures.path(f"{name}-subset"))
         blocks.append(figures.block(path, f"{name}: {label} of selected layers",
                                     f"{name}: {', '.join(subset)}."))
-    path = plots.plot_heatmap(run, metric, figures.path(f"{name}-heatmap"))
+    path = draw.plot_heatmap(run, metric, figures.path(f"{name}-heatmap"))
     blocks.append(figures.block(path, f"{name}: layer by epoch heat map",
                                 f"{name}: log10 of each layer's epoch-mean {label}, input at the "
                                 "top."))
     return blocks
 
 
-def _result_table(names: Sequence[str], summaries: Mapping[str, dict],
+def _result_table(names: Sequence[str], summaries: Mapping[str, RunAnalysis],
                   labels: Mapping[str, str] | None = None) -> Block:
     headers = ["run", "outcome", "best val acc", "final val acc", "test acc", "epochs to target",
                "ratio, first epoch", "ratio, last epoch", "factor per layer", "dB per layer",
                "R²", "verdict"]
     rows = []
     for name in names:
-        row = fnd.result_row(labels[name] if labels else name, summaries[name])
+        row = tables.result_row(labels[name] if labels else name, summaries[name])
         rows.append([row[key] for key in ("run", "outcome", "best_val_acc", "final_val_acc",
                                           "test_acc", "epochs_to_target", "ratio_first",
                                           "ratio_last", "factor", "db", "r2", "verdict")])
     return table(headers, rows)
 
 
-def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[str, dict],
+def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[str, RunAnalysis],
                        metric: str) -> list[Block]:
     title, names, missing = _comparison(study)
-    blocks: list[Block] = [p(f"{title}: {fnd.join_words(names)}.")] if names else []
+    blocks: list[Block] = [p(f"{title}: {join_words(names)}.")] if names else []
     if missing:
         blocks.append(p("The comparison lists runs the study does not hold: "
                         f"{', '.join(missing)}."))
@@ -331,7 +227,7 @@ def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[s
         return [*blocks, p("There are no runs to compare.")]
     runs = {name: study.runs[name] for name in names}
     if any(not run.gradients.empty for run in runs.values()):
-        path = plots.plot_depth_profiles(runs, _profile_metrics(study, metric),
+        path = draw.plot_depth_profiles(runs, _profile_metrics(study, metric),
                                          figures.path("comparison-depth-profile"),
                                          f"{title}: gradient norm against depth")
         blocks.append(figures.block(
@@ -339,25 +235,26 @@ def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[s
             "Each layer's epoch-mean norm against depth, at the first epoch (dashed, hollow) and "
             "the last (solid): a profile falling towards depth 0 is a vanishing gradient."))
     if any(not run.metrics.empty for run in runs.values()):
-        path = plots.plot_training_curves(runs, figures.path("comparison-training-curves"),
+        path = draw.plot_training_curves(runs, figures.path("comparison-training-curves"),
                                           f"{title}: training curves")
         blocks.append(figures.block(path, "training curves of the compared models",
                                     "Loss and accuracy per epoch: train solid, validation "
                                     "dashed."))
     blocks.append(_result_table(names, summaries))
-    blocks += [p(s) for s in fnd.accuracy_sentences(names, summaries)]
-    blocks += [p(s) for s in fnd.flow_sentences(names, summaries)]
+    blocks += [p(s) for s in findings.accuracy_sentences(names, summaries)]
+    blocks += [p(s) for s in findings.flow_sentences(names, summaries)]
     return blocks
 
 
 def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experiment,
-                       summaries: Mapping[str, dict], metric: str) -> tuple[list[Block], list[str]]:
+                       summaries: Mapping[str, RunAnalysis],
+                       metric: str) -> tuple[list[Block], list[str]]:
     blocks: list[Block] = [h3(experiment.title)]
     if experiment.question:
         blocks.append(p(f"Question: {experiment.question}"))
     axes = "; ".join(
-        f"{key} ∈ {{{', '.join(fnd.format_value(v) for v in values)}}}"
-        if isinstance(values, (list, tuple)) else f"{key} = {fnd.format_value(values)}"
+        f"{key} ∈ {{{', '.join(format_value(v) for v in values)}}}"
+        if isinstance(values, (list, tuple)) else f"{key} = {format_value(values)}"
         for key, values in experiment.axes.items())
     if axes:
         blocks.append(p(f"Setup: {axes}; everything else as in the runs' configs (Steps 1-2)."))
@@ -367,7 +264,7 @@ def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experime
         return [*blocks, p("None of its runs is in the study.")], []
     runs = {label: study.runs[name] for name, label in experiment.labels.items()}
     if any(not run.gradients.empty or not run.metrics.empty for run in runs.values()):
-        path = plots.plot_experiment(runs, metric, figures.path(f"experiment-{experiment.name}"),
+        path = draw.plot_experiment(runs, metric, figures.path(f"experiment-{experiment.name}"),
                                      experiment.title)
         blocks.append(figures.block(
             path, f"{experiment.title}: depth profiles and training curves",
@@ -375,7 +272,7 @@ def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experime
             "accuracy, train solid, validation dashed."))
     names = list(experiment.labels)
     blocks.append(_result_table(names, summaries, experiment.labels))
-    found = fnd.experiment_findings(experiment.labels,
+    found = findings.experiment_findings(experiment.labels,
                                     {n: study.runs[n] for n in names}, summaries)
     blocks.append(p("Finding: " + " ".join(found)))
     return blocks, found
@@ -403,7 +300,8 @@ def write_report(
     subset_layers: list[str] | None = None,
     target_acc: float = DEFAULT_TARGET_ACC,
 ) -> dict[str, Path]:
-    """Write figures/*.png, report.md and report.html into `study_dir`; return their paths.
+    """Write the figures (PNG), the Markdown and the HTML report into `study_dir`; return their
+    paths.
 
     Keys of the result: "md" and "html" for the two reports, and each figure's path relative to
     `study_dir` ("figures/<name>.png"). `subset_layers` picks the layers of the per-model subset
@@ -416,8 +314,8 @@ def write_report(
     _, compared, _ = _comparison(study)
     featured = [name for name in compared if name in study.runs][:MAX_FEATURED_RUNS]
     _check_inputs(study, metric, target_acc, subset_layers, featured)
-    summaries = {name: {**summarize_run(run, metric, target_acc=target_acc),
-                        "outcome": fnd.state_text(run)} for name, run in study.runs.items()}
+    summaries = {name: summarize_run(run, metric, target_acc=target_acc)
+                 .with_outcome(state_text(run)) for name, run in study.runs.items()}
     figures = _Figures(study_dir)
 
     step3: list[Block] = []
@@ -436,25 +334,27 @@ def write_report(
         if found:
             experiment_findings.append(f"{experiment.title}: {' '.join(found)}")
 
-    answer = [p(s) for s in fnd.answer_sentences(study, summaries, featured)]
-    if any(s.get("first_to_last_ratio") is not None for s in summaries.values()):
-        path = plots.plot_ratio_overview(summaries, figures.path("all-runs-ratios"), metric)
+    answer = [p(s) for s in answers.answer_sentences(study, summaries, featured)]
+    if any(s.first.ratio is not None for s in summaries.values()):
+        path = draw.plot_ratio_overview(summaries, figures.path("all-runs-ratios"), metric)
         answer.append(figures.block(path, "first-to-last ratio of every run",
                                     "Every run's first-to-last ratio at its first (hollow) and "
                                     "last (filled) epoch; shaded: the vanishing and exploding "
                                     "bands."))
     sections = {
-        "method": _method_blocks(study, metric, target_acc),
-        "overview": _overview_blocks(study),
-        "setup": _setup_blocks(study),
+        "method": method_blocks(study, metric, target_acc),
+        "overview": overview_blocks(study),
+        "setup": setup_blocks(study),
         "step3": step3 or [p("No run to draw.")],
         "step4": step4,
         "step5": step5 or [p("The study defines no further experiments.")],
         "answer": answer,
-        "why_vanish": [*WHY_VANISH, *(p(s) for s in fnd.chain_rule_sentences(study, summaries))],
-        "why_residual": [*WHY_RESIDUAL, *(p(s) for s in fnd.residual_sentences(study, summaries))],
+        "why_vanish": [*WHY_VANISH,
+                       *(p(s) for s in answers.chain_rule_sentences(study, summaries))],
+        "why_residual": [*WHY_RESIDUAL,
+                         *(p(s) for s in answers.residual_sentences(study, summaries))],
         "batch_norm": [*WHAT_BATCH_NORM_DOES,
-                       *(p(s) for s in fnd.batch_norm_sentences(study, summaries))],
+                       *(p(s) for s in answers.batch_norm_sentences(study, summaries))],
         "experiments": [bullets(experiment_findings)] if experiment_findings
         else [p("The study defines no further experiments.")],
         "references": [bullets(list(REFERENCES))],
@@ -466,9 +366,10 @@ def write_report(
         "study_name": study.name,
         "preset": str(study.spec.get("preset") or ""),
         "sections": sections,
+        "html_name": REPORT_HTML,
     }
-    html_env, markdown_env = _environments()
-    written = {"md": study_dir / "report.md", "html": study_dir / "report.html"}
+    html_env, markdown_env = environments()
+    written = {"md": study_dir / REPORT_MD, "html": study_dir / REPORT_HTML}
     write_text_atomic(written["md"], markdown_env.get_template("report.md.j2").render(context))
     write_text_atomic(written["html"], html_env.get_template("report.html.j2").render(context))
     return {**written, **figures.written}

@@ -17,7 +17,7 @@ fit: shortcuts sit beside the main path, linear heads after it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,16 +25,8 @@ import pandas as pd
 
 from gradprobe.analysis.load import RunData, finite_or_none
 from gradprobe.errors import InputError
-
-# Gradient-size metrics the analysis can fit and draw on a log scale (all are >= 0).
-NORM_METRICS = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm", "update_ratio")
-
-METRIC_LABELS = {
-    "weight_grad_norm": "weight-gradient L2 norm",
-    "weight_grad_rms": "weight-gradient RMS (norm / sqrt(numel))",
-    "output_grad_norm": "output-gradient L2 norm",
-    "update_ratio": "update / weight norm ratio",
-}
+from gradprobe.metrics import gradient_size_metrics
+from gradprobe.record import Col, GradCol, RunState, best_validation
 
 DEFAULT_TARGET_ACC = 0.8  # validation accuracy whose first epoch `epochs_to_target` reports
 
@@ -65,10 +57,12 @@ _NO_FIT = DecayFit(math.nan, math.nan, math.nan, math.nan, 0)
 
 
 def check_metric(metric: str) -> None:
-    """Raise `InputError` unless `metric` is one the analysis can fit and draw."""
-    if metric not in NORM_METRICS:
+    """Raise `InputError` unless `metric` is one the analysis can fit and draw (the catalog's
+    gradient-size metrics: strictly positive, drawn and fitted on a log scale)."""
+    fittable = gradient_size_metrics()
+    if metric not in fittable:
         raise InputError(
-            f"Unknown gradient metric {metric!r}. Use one of {', '.join(NORM_METRICS)} "
+            f"Unknown gradient metric {metric!r}. Use one of {', '.join(fittable)} "
             "(the probe's names)."
         )
 
@@ -80,19 +74,20 @@ def layer_epoch_means(gradients: pd.DataFrame, metric: str) -> pd.DataFrame:
     (finite values used) and nonfinite (NaN/inf values left out). Sorted by epoch, then depth.
     """
     check_metric(metric)
-    columns = ["layer", "depth", "kind", "epoch", "mean", "rms", "steps", "nonfinite"]
-    rows = gradients.loc[gradients["metric"] == metric,
-                         ["layer", "depth", "kind", "epoch", "value"]]
+    columns = [GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch, "mean", "rms", "steps",
+               "nonfinite"]
+    rows = gradients.loc[gradients[GradCol.metric] == metric,
+                         [GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch, GradCol.value]]
     if rows.empty:
         return pd.DataFrame({column: pd.Series(dtype="float64") for column in columns})
-    values = rows["value"].to_numpy(dtype="float64")
+    values = rows[GradCol.value].to_numpy(dtype="float64")
     finite = np.isfinite(values)
     rows = rows.assign(
         finite_value=np.where(finite, values, np.nan),
         square=np.where(finite, values * values, np.nan),
         nonfinite=~finite,
     )
-    grouped = rows.groupby(["layer", "depth", "kind", "epoch"], sort=False)
+    grouped = rows.groupby([GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch], sort=False)
     means = grouped.agg(
         mean=("finite_value", "mean"),
         mean_square=("square", "mean"),
@@ -101,7 +96,8 @@ def layer_epoch_means(gradients: pd.DataFrame, metric: str) -> pd.DataFrame:
     ).reset_index()
     means["rms"] = np.sqrt(means.pop("mean_square"))
     means["nonfinite"] = means["nonfinite"].astype("int64")
-    means = means.sort_values(["epoch", "depth", "layer"], kind="stable").reset_index(drop=True)
+    means = means.sort_values([GradCol.epoch, GradCol.depth, GradCol.layer], kind="stable")
+    means = means.reset_index(drop=True)
     return means[columns]
 
 
@@ -116,18 +112,26 @@ def run_epoch_means(run: RunData, metric: str) -> pd.DataFrame:
 
 def fit_kind(gradients: pd.DataFrame) -> str:
     """The layer kind the ratio and fit use: "conv", or "linear" for a net without convs (MLP)."""
-    kinds = set(gradients["kind"].unique())
+    kinds = set(gradients[GradCol.kind].unique())
     return "conv" if "conv" in kinds or "linear" not in kinds else "linear"
 
 
-def end_layers(gradients: pd.DataFrame, kind: str | None = None) -> tuple[str, str] | None:
-    """Names of the layer of `kind` nearest the input and the one nearest the output."""
+def fitted_layers(gradients: pd.DataFrame, kind: str | None = None) -> list[tuple[str, int]]:
+    """(name, depth) of the layers the ratio and the fit use (`kind`, else `fit_kind`), input
+    first. `gradients` holds one metric's records."""
+    if gradients.empty:
+        return []
     kind = kind or fit_kind(gradients)
-    layers = gradients.loc[gradients["kind"] == kind, ["layer", "depth"]].drop_duplicates("layer")
-    if layers.empty:
-        return None
-    layers = layers.sort_values(["depth", "layer"], kind="stable")
-    return str(layers["layer"].iloc[0]), str(layers["layer"].iloc[-1])
+    layers = gradients.loc[gradients[GradCol.kind] == kind, [GradCol.layer, GradCol.depth]]
+    layers = layers.drop_duplicates(GradCol.layer)
+    layers = layers.sort_values([GradCol.depth, GradCol.layer], kind="stable")
+    return [(str(name), int(depth)) for name, depth in layers.itertuples(index=False)]
+
+
+def end_layers(gradients: pd.DataFrame, kind: str | None = None) -> tuple[str, str] | None:
+    """Names of the fitted layer nearest the input and the one nearest the output."""
+    layers = fitted_layers(gradients, kind)
+    return (layers[0][0], layers[-1][0]) if layers else None
 
 
 def layer_ratio(
@@ -139,7 +143,7 @@ def layer_ratio(
     an epoch the records do not hold.
     """
     means = layer_epoch_means(gradients, metric)
-    known = set(means["layer"])
+    known = set(means[GradCol.layer])
     for layer in (layer_a, layer_b):
         if layer not in known:
             shown = ", ".join(sorted(known)[:12]) or "none"
@@ -147,9 +151,9 @@ def layer_ratio(
                 f"Layer {layer!r} has no {metric} records. Pick one of the recorded layers: "
                 f"{shown}{' ...' if len(known) > 12 else ''}."
             )
-    at_epoch = means.loc[means["epoch"] == epoch].set_index("layer")["mean"]
+    at_epoch = means.loc[means[GradCol.epoch] == epoch].set_index(GradCol.layer)["mean"]
     if at_epoch.empty:
-        epochs = sorted(int(e) for e in means["epoch"].unique())
+        epochs = sorted(int(e) for e in means[GradCol.epoch].unique())
         raise InputError(f"No {metric} records at epoch {epoch}. Recorded epochs: {epochs}.")
     numerator = float(at_epoch.get(layer_a, math.nan))
     denominator = float(at_epoch.get(layer_b, math.nan))
@@ -168,11 +172,12 @@ def depth_profile(
     means: pd.DataFrame, epoch: int, kinds: tuple[str, ...] | None = None
 ) -> pd.DataFrame:
     """Columns layer, depth, kind, value: each layer's epoch mean at `epoch`, by depth."""
-    rows = means.loc[means["epoch"] == epoch]
+    rows = means.loc[means[GradCol.epoch] == epoch]
     if kinds is not None:
-        rows = rows.loc[rows["kind"].isin(kinds)]
-    rows = rows.sort_values(["depth", "layer"], kind="stable")
-    return rows[["layer", "depth", "kind", "mean"]].rename(columns={"mean": "value"})
+        rows = rows.loc[rows[GradCol.kind].isin(kinds)]
+    rows = rows.sort_values([GradCol.depth, GradCol.layer], kind="stable")
+    profile = rows[[GradCol.layer, GradCol.depth, GradCol.kind, "mean"]]
+    return profile.rename(columns={"mean": GradCol.value})
 
 
 def decay_fit(profile: pd.DataFrame) -> DecayFit:
@@ -183,8 +188,8 @@ def decay_fit(profile: pd.DataFrame) -> DecayFit:
     Fewer than two usable depths give NaNs. A perfect fit (no residual) has R^2 = 1, also when
     every value is equal.
     """
-    depth = profile["depth"].to_numpy(dtype="float64")
-    value = profile["value"].to_numpy(dtype="float64")
+    depth = profile[GradCol.depth].to_numpy(dtype="float64")
+    value = profile[GradCol.value].to_numpy(dtype="float64")
     usable = np.isfinite(value) & (value > 0) & np.isfinite(depth)
     depth, log_value = depth[usable], np.log10(value[usable])
     if np.unique(depth).size < 2:
@@ -219,31 +224,45 @@ def verdict(
 
 def epochs_to_target(metrics: pd.DataFrame, target_acc: float) -> int | None:
     """The first epoch whose validation accuracy reaches `target_acc` (a fraction), or None."""
-    reached = metrics.loc[metrics["val_acc"] >= target_acc, "epoch"]
+    reached = metrics.loc[metrics[Col.val_acc] >= target_acc, Col.epoch]
     return None if reached.empty else int(reached.min())
+
+
+@dataclass(frozen=True)
+class FlowAtEpoch:
+    """Gradient flow at one epoch: first-to-last ratio, decay fit and verdict (None: no data)."""
+
+    epoch: int | None
+    ratio: float | None  # fitted layer nearest the input over the one nearest the output
+    decay_per_layer: float | None  # DecayFit.factor_per_layer
+    db_per_layer: float | None
+    r2: float | None
+    layers: int  # how many layers the fit used
+    verdict: str  # vanishing | exploding | healthy | undetermined
+
+
+NO_FLOW = FlowAtEpoch(None, None, None, None, None, 0, "undetermined")
 
 
 def epoch_gradient_stats(
     means: pd.DataFrame, epoch: int, first: str, last: str, kind: str
-) -> dict[str, Any]:
+) -> FlowAtEpoch:
     """Ratio, decay fit and verdict of one epoch's profile."""
-    at_epoch = means.loc[means["epoch"] == epoch].set_index("layer")["mean"]
+    at_epoch = means.loc[means[GradCol.epoch] == epoch].set_index(GradCol.layer)["mean"]
     ratio = _divide(float(at_epoch.get(first, math.nan)), float(at_epoch.get(last, math.nan)))
     fit = decay_fit(depth_profile(means, epoch, (kind,)))
-    return {
-        "epoch": epoch,
-        "first_norm": float(at_epoch.get(first, math.nan)),
-        "last_norm": float(at_epoch.get(last, math.nan)),
-        "ratio": ratio,
-        "fit": fit,
-        "verdict": verdict(ratio),
-    }
+    return FlowAtEpoch(
+        epoch=epoch, ratio=finite_or_none(ratio),
+        decay_per_layer=finite_or_none(fit.factor_per_layer),
+        db_per_layer=finite_or_none(fit.db_per_layer), r2=finite_or_none(fit.r2),
+        layers=fit.layers, verdict=verdict(ratio),
+    )
 
 
 def gradient_epochs(means: pd.DataFrame, first: str, last: str) -> tuple[int, int] | None:
     """The first and last epochs at which both end layers have a finite mean."""
-    pivot = means.loc[means["layer"].isin([first, last])].pivot_table(
-        index="epoch", columns="layer", values="mean", aggfunc="first"
+    pivot = means.loc[means[GradCol.layer].isin([first, last])].pivot_table(
+        index=GradCol.epoch, columns=GradCol.layer, values="mean", aggfunc="first"
     )
     if first not in pivot.columns or last not in pivot.columns:
         return None
@@ -255,8 +274,9 @@ def gradient_epochs(means: pd.DataFrame, first: str, last: str) -> tuple[int, in
 
 def _first_step_ratio(grads: pd.DataFrame, first: str, last: str) -> tuple[int | None, float]:
     """The end layers' ratio at the first step recorded for both (initialisation, if step 0)."""
-    rows = grads.loc[grads["layer"].isin([first, last])]
-    pivot = rows.pivot_table(index="step", columns="layer", values="value", aggfunc="first")
+    rows = grads.loc[grads[GradCol.layer].isin([first, last])]
+    pivot = rows.pivot_table(index=GradCol.step, columns=GradCol.layer, values=GradCol.value,
+                             aggfunc="first")
     if first not in pivot.columns or last not in pivot.columns:
         return None, math.nan
     both = pivot.dropna(subset=[first, last])
@@ -266,85 +286,97 @@ def _first_step_ratio(grads: pd.DataFrame, first: str, last: str) -> tuple[int |
     return step, _divide(float(both.at[step, first]), float(both.at[step, last]))
 
 
-def _finite_max(series: pd.Series) -> tuple[float, int | None]:
-    values = series.loc[np.isfinite(series)]
-    if values.empty:
-        return math.nan, None
-    return float(values.max()), int(values.idxmax())
+@dataclass(frozen=True)
+class RunAnalysis:
+    """One run's numbers, as `summarize_run` computes them; None where the records lack them.
+
+    Gradient numbers are given at the first recorded epoch (`first`, the one nearest
+    initialisation) and at the last epoch with finite values (`last`). `ratio_first_step` is
+    the first-to-last ratio at the first recorded step (step 0 is the gradient at
+    initialisation). Accuracies are fractions; `best_val_acc` and `final_val_acc` come from the
+    metrics, `test_acc` from the run's summary (None when the run never tested).
+    """
+
+    name: str
+    state: RunState
+    message: str
+    metric: str
+    target_acc: float
+    best_val_acc: float | None
+    best_epoch: int | None
+    final_val_acc: float | None
+    final_train_loss: float | None
+    test_acc: float | None
+    test_loss: float | None
+    epochs_completed: int | None
+    steps: int | None
+    epochs_to_target: int | None  # first epoch whose validation accuracy reached target_acc
+    diverged_step: int | None
+    diverged_epoch: int | None
+    fit_kind: str | None = None  # the layer kind of the ratio and fit: conv, or linear (MLP)
+    first_layer: str | None = None  # the fitted layer nearest the input
+    first_depth: int | None = None
+    last_layer: str | None = None  # the fitted layer nearest the output
+    last_depth: int | None = None
+    first: FlowAtEpoch = NO_FLOW
+    last: FlowAtEpoch = NO_FLOW
+    first_step: int | None = None
+    ratio_first_step: float | None = None
+    outcome: str = ""  # the state in words, filled in by the report
+
+    def with_outcome(self, outcome: str) -> RunAnalysis:
+        return replace(self, outcome=outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly (NaN/inf became None when the numbers were computed)."""
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
 
 
 def summarize_run(
     run: RunData, metric: str = "weight_grad_norm", *, target_acc: float = DEFAULT_TARGET_ACC
-) -> dict[str, Any]:
-    """One run's numbers, JSON-friendly (NaN/inf become None).
-
-    Gradient numbers are given at the first recorded epoch (the one nearest initialisation,
-    under the plain keys) and at the last epoch with finite values (keys ending `_last_epoch`).
-    `first_to_last_ratio_first_step` is the ratio at the first recorded step (step 0 is the
-    gradient at initialisation). Accuracies are fractions; `best_val_acc` and `final_val_acc`
-    come from metrics.csv, `test_acc` from summary.json (None when the run never tested).
-    """
+) -> RunAnalysis:
+    """One run's numbers (see `RunAnalysis`)."""
     check_metric(metric)
     metrics = run.metrics
-    val_acc = metrics.set_index("epoch")["val_acc"] if not metrics.empty else pd.Series(dtype=float)
-    best_val_acc, best_epoch = _finite_max(val_acc)
-    finite_val = val_acc.loc[np.isfinite(val_acc)]
-    final_train = metrics["train_loss"] if not metrics.empty else pd.Series(dtype=float)
-    summary = run.summary
-    result: dict[str, Any] = {
-        "name": run.name,
-        "state": run.state,
-        "message": run.message,
-        "metric": metric,
-        "target_acc": target_acc,
-        "best_val_acc": best_val_acc if best_epoch is not None else summary.get("best_val_acc"),
-        "best_epoch": best_epoch if best_epoch is not None else summary.get("best_epoch"),
-        "final_val_acc": float(finite_val.iloc[-1]) if not finite_val.empty else None,
-        "final_train_loss": float(final_train.iloc[-1]) if not final_train.empty else None,
-        "test_acc": summary.get("test_acc"),
-        "test_loss": summary.get("test_loss"),
-        "epochs_completed": summary.get("epochs_completed", len(metrics)),
-        "steps": summary.get("steps"),
-        "epochs_to_target": epochs_to_target(metrics, target_acc) if not metrics.empty else None,
-        "diverged_step": run.diverged_step,
-        "diverged_epoch": run.diverged_epoch,
-    }
-    gradient_keys = ("first_to_last_ratio", "decay_per_layer", "db_per_layer", "r2", "verdict")
-    result.update({
-        "fit_kind": None, "first_layer": None, "first_depth": None, "last_layer": None,
-        "last_depth": None, "layers_in_fit": 0, "first_epoch": None, "last_epoch": None,
-        "first_step": None, "first_to_last_ratio_first_step": None,
-    })
-    for key in gradient_keys:
-        result[key] = result[f"{key}_last_epoch"] = None
-    result["verdict"] = result["verdict_last_epoch"] = "undetermined"
-
-    grads = run.gradients.loc[run.gradients["metric"] == metric]
+    recorded = run.summary  # the trainer's summary; None before the run ended
+    best = best_validation(zip(metrics[Col.epoch], metrics[Col.val_acc], strict=True))
+    if best is None and recorded is not None and recorded.best_val_acc is not None:
+        best = (recorded.best_val_acc, recorded.best_epoch)  # metrics unreadable: trust it
+    val_acc = metrics[Col.val_acc].to_numpy(dtype="float64")
+    finite_val = val_acc[np.isfinite(val_acc)]
+    analysis = RunAnalysis(
+        name=run.name, state=run.state, message=run.message, metric=metric,
+        target_acc=target_acc,
+        best_val_acc=best[0] if best else None,
+        best_epoch=best[1] if best else None,
+        final_val_acc=float(finite_val[-1]) if finite_val.size else None,
+        final_train_loss=finite_or_none(metrics[Col.train_loss].iloc[-1])
+        if not metrics.empty else None,
+        test_acc=recorded.test_acc if recorded else None,
+        test_loss=recorded.test_loss if recorded else None,
+        epochs_completed=recorded.epochs_completed if recorded else len(metrics),
+        steps=recorded.steps if recorded else None,
+        epochs_to_target=epochs_to_target(metrics, target_acc) if not metrics.empty else None,
+        diverged_step=run.diverged_step, diverged_epoch=run.diverged_epoch,
+    )
+    grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     if grads.empty:
-        return {key: finite_or_none(value) for key, value in result.items()}
+        return analysis
     kind = fit_kind(grads)
-    ends = end_layers(grads, kind)
+    layers = fitted_layers(grads, kind)
+    analysis = replace(analysis, fit_kind=kind)
+    if not layers:
+        return analysis
+    (first, first_depth), (last, last_depth) = layers[0], layers[-1]
+    step, ratio = _first_step_ratio(grads, first, last)
+    analysis = replace(analysis, first_layer=first, first_depth=first_depth, last_layer=last,
+                       last_depth=last_depth, first_step=step,
+                       ratio_first_step=finite_or_none(ratio))
     means = run_epoch_means(run, metric)
-    epochs = gradient_epochs(means, *ends) if ends else None
-    depths = grads.drop_duplicates("layer").set_index("layer")["depth"]
-    result.update({"fit_kind": kind})
-    if ends:
-        result.update({
-            "first_layer": ends[0], "first_depth": int(depths[ends[0]]),
-            "last_layer": ends[1], "last_depth": int(depths[ends[1]]),
-        })
-    if epochs is not None:
-        for suffix, epoch in (("", epochs[0]), ("_last_epoch", epochs[1])):
-            stats = epoch_gradient_stats(means, epoch, ends[0], ends[1], kind)
-            result[f"first_to_last_ratio{suffix}"] = stats["ratio"]
-            result[f"decay_per_layer{suffix}"] = stats["fit"].factor_per_layer
-            result[f"db_per_layer{suffix}"] = stats["fit"].db_per_layer
-            result[f"r2{suffix}"] = stats["fit"].r2
-            result[f"verdict{suffix}"] = stats["verdict"]
-            if not suffix:
-                result["layers_in_fit"] = stats["fit"].layers
-        result["first_epoch"], result["last_epoch"] = epochs
-    if ends:
-        result["first_step"], result["first_to_last_ratio_first_step"] = _first_step_ratio(
-            grads, *ends)
-    return {key: finite_or_none(value) for key, value in result.items()}
+    epochs = gradient_epochs(means, first, last)
+    if epochs is None:
+        return analysis
+    return replace(analysis, first=epoch_gradient_stats(means, epochs[0], first, last, kind),
+                   last=epoch_gradient_stats(means, epochs[1], first, last, kind))

@@ -1,7 +1,7 @@
 """The report's fixed prose: the theory paragraphs of Step 6 (b)-(d) and the references.
 
 Only explanations that hold whatever the data say live here; every sentence with a number is
-built in `findings.py` from the records. Sources are in /shared/REFERENCES.md.
+built in `findings.py` and `answers.py` from the records. Sources are in /shared/REFERENCES.md.
 """
 
 from __future__ import annotations

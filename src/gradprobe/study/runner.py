@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gradprobe import record
 from gradprobe.config import ExecutionConfig
 from gradprobe.errors import InputError
 from gradprobe.progress import NullProgress, Progress
@@ -23,7 +24,6 @@ from gradprobe.study.executors import (
 )
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
-from gradprobe.util.atomic import write_text_atomic
 
 
 @dataclass
@@ -89,9 +89,9 @@ def run_study(
     for line in describe_plan(study, study_dir):
         progress.message(line)
     study_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(study_dir / "study.yaml",
-                      yaml.safe_dump(study.to_yaml_dict(), sort_keys=False))
-    tasks = [RunTask(run.name, run.config, study_dir / "runs" / run.name) for run in study.runs]
+    record.write_study_file(study_dir, study.to_yaml_dict())
+    tasks = [RunTask(run.name, run.config, study_dir / record.RUNS_DIR / run.name)
+             for run in study.runs]
     if execution.executor == "ray":
         outcomes = execute_ray(tasks, progress, address=execution.ray_address)
     elif execution.jobs > 1:
@@ -120,10 +120,9 @@ def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> Ex
 
 def _check_same_study(study_dir: Path, study: ResolvedStudy) -> None:
     """Refuse to mix two different studies in one directory (a run's own config is checked too)."""
-    existing = study_dir / "study.yaml"
-    if not existing.exists():
+    old = record.read_run_file(study_dir / record.STUDY_FILE)
+    if old is None:
         return
-    old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
     if old.get("name") not in (None, study.spec.name):
         raise InputError(f"{study_dir} holds the study {old.get('name')!r}, not "
                          f"{study.spec.name!r}; use another --out.")
@@ -139,11 +138,12 @@ def summary_rows(study_dir: Path, study: ResolvedStudy,
     for run in study.runs:
         row: dict[str, Any] = {"run": run.name, "model": run.config.model.name,
                                "state": by_name[run.name].state if run.name in by_name else "?"}
-        run_dir = study_dir / "runs" / run.name
-        if (run_dir / "config.json").exists():
+        run_dir = study_dir / record.RUNS_DIR / run.name
+        if (run_dir / record.CONFIG_FILE).exists():
             summary = summarize_run(load_run(run_dir))
-            row.update({key: summary.get(key) for key in
-                        ("best_val_acc", "test_acc", "first_to_last_ratio", "verdict")})
+            row.update({"best_val_acc": summary.best_val_acc, "test_acc": summary.test_acc,
+                        "first_to_last_ratio": summary.first.ratio,
+                        "verdict": summary.first.verdict})
         rows.append(row)
     return rows
 
@@ -157,5 +157,5 @@ def describe_plan(study: ResolvedStudy, study_dir: Path) -> list[str]:
     return [
         f"study {study.spec.name!r}: preset {study.preset}, dataset {dataset}, device {device}, "
         f"{len(study.runs)} runs, {os.cpu_count()} CPU cores",
-        f"report will be written to {study_dir / 'report.html'} (and report.md)",
+        f"report will be written to {study_dir / record.REPORT_HTML} (and {record.REPORT_MD})",
     ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -28,6 +27,14 @@ from gradprobe.errors import InputError
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
+from gradprobe.record import (
+    FINISHED_STATES,
+    TENSORBOARD_DIR,
+    EpochRow,
+    RunState,
+    RunSummary,
+    empty_gradients,
+)
 from gradprobe.train import faults
 from gradprobe.train.checkpoint import (
     CHECKPOINT,
@@ -39,17 +46,9 @@ from gradprobe.train.checkpoint import (
 )
 from gradprobe.train.device import resolve_device
 from gradprobe.train.optim import build_optimizer, build_scheduler
-from gradprobe.train.rundir import (
-    GRADIENT_COLUMNS,
-    RunDirectory,
-    config_differences,
-    versions,
-)
+from gradprobe.train.rundir import RunDirectory, config_differences, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
 from gradprobe.train.threads import torch_threads
-from gradprobe.util.atomic import read_json
-
-FINISHED_STATES = ("completed", "diverged")
 
 
 @dataclass
@@ -57,8 +56,8 @@ class RunResult:
     """What `train` returns: the final state and the run's summary."""
 
     run_dir: Path
-    state: str  # completed | diverged (a failure raises)
-    summary: dict[str, Any]
+    state: RunState  # completed | diverged (a failure raises)
+    summary: dict[str, Any]  # the run's summary file (RunSummary.as_dict())
     skipped: bool = False  # True when the run was already finished and left alone
 
 
@@ -73,7 +72,7 @@ class _Position:
     correct: int = 0  # this epoch's correct predictions so far
     seen: int = 0  # this epoch's images so far
     seconds: float = 0.0  # this epoch's training seconds so far
-    metrics_rows: list[dict[str, float]] = field(default_factory=list)
+    metrics_rows: list[EpochRow] = field(default_factory=list)
 
 
 def train(
@@ -125,19 +124,16 @@ def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any],
             f"{run_dir.path} holds a run with a different config:\n  {listing}\n"
             "Use another --out, or --force to discard that run and train this config there."
         )
-    status = run_dir.read_status() or {}
-    if status.get("state") in FINISHED_STATES and run_dir.summary_file.exists():
-        return RunResult(run_dir.path, status["state"], read_json(run_dir.summary_file),
-                         skipped=True)
-    return None
+    status = run_dir.read_status()
+    if status is None or status.state not in FINISHED_STATES:
+        return None
+    summary = run_dir.read_summary()
+    return None if summary is None else RunResult(run_dir.path, status.state, summary.as_dict(),
+                                                  skipped=True)
 
 
 def _clear(run_dir: RunDirectory) -> None:
-    for path in (run_dir.config_file, run_dir.status_file, run_dir.metrics_file,
-                 run_dir.gradients_file, run_dir.summary_file, run_dir.path / CHECKPOINT,
-                 run_dir.path / PREVIOUS_CHECKPOINT):
-        path.unlink(missing_ok=True)
-    shutil.rmtree(run_dir.path / "tensorboard", ignore_errors=True)
+    run_dir.clear(CHECKPOINT, PREVIOUS_CHECKPOINT)
 
 
 class _Diverged(Exception):
@@ -192,7 +188,7 @@ class _Trainer:
             if cfg.probe.metrics else _NoProbe())
         if "update_ratio" in cfg.probe.metrics:
             self.probe.watch_optimizer(self.optimizer)
-        self.tensorboard = (TensorBoardLogger(self.run_dir.path / "tensorboard")
+        self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
                             if cfg.train.tensorboard else None)
         self._write_config()
 
@@ -236,7 +232,7 @@ class _Trainer:
             "position": {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
                          "loss_sum": pos.loss_sum, "correct": pos.correct, "seen": pos.seen,
                          "seconds": pos.seconds},
-            "metrics_rows": pos.metrics_rows,
+            "metrics_rows": [row.as_dict() for row in pos.metrics_rows],
         }
         save_checkpoint(self.run_dir.path, payload)
 
@@ -251,7 +247,8 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.probe.load_state_dict(state["probe"])
         set_rng_state(state["rng"])
-        self.position = _Position(**state["position"], metrics_rows=list(state["metrics_rows"]))
+        rows = [EpochRow(**row) for row in state["metrics_rows"]]
+        self.position = _Position(**state["position"], metrics_rows=rows)
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -270,7 +267,7 @@ class _Trainer:
                     self.progress.message(f"{self.name}: training {self.config.model.name} on "
                                           f"{self.device.type} -> {self.run_dir.path}")
                 self._write_history()
-                self.run_dir.write_status("running", epoch=pos.epoch, step=pos.step)
+                self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
                 while pos.epoch < self.config.train.epochs:
                     self._train_epoch()
                     self._end_epoch()
@@ -279,7 +276,7 @@ class _Trainer:
             return self._diverge(diverged)
         except Exception as error:
             pos = self.position
-            self.run_dir.write_status("failed", epoch=pos.epoch, step=pos.step,
+            self.run_dir.write_status(RunState.FAILED, epoch=pos.epoch, step=pos.step,
                                       message=f"{type(error).__name__}: {error}",
                                       traceback=traceback.format_exc())
             raise
@@ -344,31 +341,31 @@ class _Trainer:
     def _end_epoch(self) -> None:
         pos = self.position
         val_loss, val_acc = self._evaluate(self.val_loader)
-        row = {
-            "epoch": pos.epoch + 1,
-            "train_loss": pos.loss_sum / max(pos.seen, 1),
-            "train_acc": pos.correct / max(pos.seen, 1),
-            "val_loss": val_loss, "val_acc": val_acc,
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "seconds": round(pos.seconds, 3),
-        }
+        row = EpochRow(
+            epoch=pos.epoch + 1,
+            train_loss=pos.loss_sum / max(pos.seen, 1),
+            train_acc=pos.correct / max(pos.seen, 1),
+            val_loss=val_loss, val_acc=val_acc,
+            lr=self.optimizer.param_groups[0]["lr"],
+            seconds=round(pos.seconds, 3),
+        )
         pos.metrics_rows.append(row)
         self.scheduler.step()
         self.probe.flush()
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(row, self.probe.to_frame())
         self.progress.message(
-            f"{self.name} epoch {row['epoch']}/{self.config.train.epochs}: "
-            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
-            f"val loss {val_loss:.4f} acc {val_acc:.3f} | lr {row['lr']:.2g} | "
-            f"{row['seconds']:.1f}s"
+            f"{self.name} epoch {row.epoch}/{self.config.train.epochs}: "
+            f"train loss {row.train_loss:.4f} acc {row.train_acc:.3f} | "
+            f"val loss {val_loss:.4f} acc {val_acc:.3f} | lr {row.lr:.2g} | "
+            f"{row.seconds:.1f}s"
         )
         pos.epoch += 1
         pos.batch = 0
         pos.loss_sum, pos.correct, pos.seen, pos.seconds = 0.0, 0, 0, 0.0
         self._checkpoint()
         self._write_history()
-        self.run_dir.write_status("running", epoch=pos.epoch, step=pos.step)
+        self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
 
     def _write_history(self) -> None:
         self.run_dir.write_metrics(self.position.metrics_rows)
@@ -392,50 +389,40 @@ class _Trainer:
     def _finish(self) -> RunResult:
         pos = self.position
         test_loss, test_acc = self._evaluate(self.test_loader)
-        summary = self._summary("completed", test_loss=test_loss, test_acc=test_acc)
+        summary = self._summary(RunState.COMPLETED, test_loss=test_loss, test_acc=test_acc)
         self.run_dir.write_summary(summary)
-        self.run_dir.write_status("completed", epoch=pos.epoch, step=pos.step,
+        self.run_dir.write_status(RunState.COMPLETED, epoch=pos.epoch, step=pos.step,
                                   message=f"test accuracy {test_acc:.3f}")
         self.progress.message(f"{self.name}: completed, test loss {test_loss:.4f} "
                               f"acc {test_acc:.3f}")
-        return RunResult(self.run_dir.path, "completed", summary)
+        return RunResult(self.run_dir.path, RunState.COMPLETED, summary.as_dict())
 
     def _diverge(self, diverged: _Diverged) -> RunResult:
         pos = self.position
         # The partial epoch is kept: its train loss is the non-finite one that stopped the run.
-        pos.metrics_rows.append({
-            "epoch": pos.epoch + 1, "train_loss": diverged.loss,
-            "train_acc": pos.correct / max(pos.seen, 1), "val_loss": float("nan"),
-            "val_acc": float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
-            "seconds": round(pos.seconds, 3),
-        })
+        pos.metrics_rows.append(EpochRow(
+            epoch=pos.epoch + 1, train_loss=diverged.loss,
+            train_acc=pos.correct / max(pos.seen, 1), val_loss=float("nan"),
+            val_acc=float("nan"), lr=self.optimizer.param_groups[0]["lr"],
+            seconds=round(pos.seconds, 3),
+        ))
         self.probe.flush()
         self._write_history()
         message = f"diverged at step {diverged.step} (epoch {pos.epoch + 1}): loss became " \
                   f"{diverged.loss}"
-        summary = self._summary("diverged", test_loss=None, test_acc=None,
+        summary = self._summary(RunState.DIVERGED, test_loss=None, test_acc=None,
                                 diverged_step=diverged.step)
         self.run_dir.write_summary(summary)
-        self.run_dir.write_status("diverged", epoch=pos.epoch + 1, step=diverged.step,
+        self.run_dir.write_status(RunState.DIVERGED, epoch=pos.epoch + 1, step=diverged.step,
                                   message=message)
         self.progress.message(f"{self.name}: {message}")
-        return RunResult(self.run_dir.path, "diverged", summary)
+        return RunResult(self.run_dir.path, RunState.DIVERGED, summary.as_dict())
 
-    def _summary(self, state: str, *, test_loss: float | None, test_acc: float | None,
-                 diverged_step: int | None = None) -> dict[str, Any]:
-        rows = self.position.metrics_rows
-        finite_val = [r for r in rows if math.isfinite(r["val_acc"])]
-        best = max(finite_val, key=lambda r: r["val_acc"]) if finite_val else None
-        return {
-            "state": state, "test_loss": test_loss, "test_acc": test_acc,
-            "best_val_acc": best["val_acc"] if best else None,
-            "best_epoch": best["epoch"] if best else None,
-            "final_val_acc": finite_val[-1]["val_acc"] if finite_val else None,
-            "final_train_loss": rows[-1]["train_loss"] if rows else None,
-            "epochs_completed": len(finite_val), "steps": self.position.step,
-            "diverged_step": diverged_step,
-            "seconds": round(sum(r["seconds"] for r in rows), 3),
-        }
+    def _summary(self, state: RunState, *, test_loss: float | None, test_acc: float | None,
+                 diverged_step: int | None = None) -> RunSummary:
+        return RunSummary.from_rows(state, self.position.metrics_rows, steps=self.position.step,
+                                    test_loss=test_loss, test_acc=test_acc,
+                                    diverged_step=diverged_step)
 
 
 class _NoProbe:
@@ -454,7 +441,7 @@ class _NoProbe:
         pass
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({column: [] for column in GRADIENT_COLUMNS})
+        return empty_gradients()
 
     def state_dict(self) -> dict[str, Any]:
         return {}

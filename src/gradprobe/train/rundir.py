@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import platform
+import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,9 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
+from gradprobe import record
 from gradprobe.errors import InputError
-from gradprobe.util.atomic import atomic_path, read_json, write_json_atomic
-
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-GRADIENT_COLUMNS = ("step", "epoch", "layer", "depth", "kind", "metric", "value")
+from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
 
 
 class RunBusyError(InputError):
@@ -24,7 +23,7 @@ class RunBusyError(InputError):
 
 
 class RunDirectory:
-    """Paths and atomic writers for one run's files."""
+    """One run's directory: its lock, and its files read and written through `gradprobe.record`."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -32,16 +31,14 @@ class RunDirectory:
             raise InputError(f"--out {self.path} is a file, not a directory; "
                              "choose a new directory path for the run.")
 
-    config_file = property(lambda self: self.path / "config.json")
-    status_file = property(lambda self: self.path / "status.json")
-    metrics_file = property(lambda self: self.path / "metrics.csv")
-    gradients_file = property(lambda self: self.path / "gradients.parquet")
-    summary_file = property(lambda self: self.path / "summary.json")
+    def file(self, name: str) -> Path:
+        """The path of one of the run's files (`name`: a `gradprobe.record` *_FILE constant)."""
+        return self.path / name
 
     def lock(self, timeout: float = 0) -> FileLock:
         """A lock held while the run trains; `timeout=0` fails at once if another holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path / ".lock"), timeout=timeout)
+        lock = FileLock(str(self.path / record.LOCK_FILE), timeout=timeout)
         try:
             lock.acquire()
         except Timeout as error:
@@ -49,34 +46,39 @@ class RunDirectory:
                                "wait for it to finish or use another --out.") from error
         return lock
 
-    def read_status(self) -> dict[str, Any] | None:
-        return read_json(self.status_file) if self.status_file.exists() else None
+    def read_status(self) -> RunStatus | None:
+        """The run's status, None if absent; `RunFileError` (an InputError) if damaged."""
+        return record.read_run_file(self.file(record.STATUS_FILE))
 
     def read_config(self) -> dict[str, Any] | None:
-        return read_json(self.config_file) if self.config_file.exists() else None
+        return record.read_run_file(self.file(record.CONFIG_FILE))
 
-    def write_status(self, state: str, *, epoch: int, step: int, message: str = "",
+    def read_summary(self) -> RunSummary | None:
+        return record.read_run_file(self.file(record.SUMMARY_FILE))
+
+    def write_status(self, state: RunState, *, epoch: int, step: int, message: str = "",
                      traceback: str | None = None) -> None:
-        write_json_atomic(self.status_file, {
-            "state": state, "epoch": epoch, "step": step, "message": message,
-            "traceback": traceback,
-            "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        record.write_status(self.path, state, epoch=epoch, step=step, message=message,
+                            traceback=traceback)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json_atomic(self.config_file, config)
+        record.write_config(self.path, config)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.summary_file, summary)
+    def write_summary(self, summary: RunSummary) -> None:
+        record.write_summary(self.path, summary)
 
-    def write_metrics(self, rows: list[dict[str, float]]) -> None:
-        frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-        with atomic_path(self.metrics_file) as tmp:
-            frame.to_csv(tmp, index=False)  # floats at full repr precision: round-trips exactly
+    def write_metrics(self, rows: Sequence[EpochRow]) -> None:
+        record.write_metrics(self.path, rows)
 
     def write_gradients(self, frame: pd.DataFrame) -> None:
-        with atomic_path(self.gradients_file) as tmp:
-            frame.loc[:, list(GRADIENT_COLUMNS)].to_parquet(tmp, index=False)
+        record.write_gradients(self.path, frame)
+
+    def clear(self, *extra: str) -> None:
+        """Delete the run's records (and `extra` files of the trainer's, such as checkpoints)."""
+        for name in (record.CONFIG_FILE, record.STATUS_FILE, record.METRICS_FILE,
+                     record.GRADIENTS_FILE, record.SUMMARY_FILE, *extra):
+            self.file(name).unlink(missing_ok=True)
+        shutil.rmtree(self.file(record.TENSORBOARD_DIR), ignore_errors=True)
 
 
 def versions() -> dict[str, str | None]:

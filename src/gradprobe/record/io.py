@@ -1,0 +1,255 @@
+"""Reading and writing run and study files: atomic writes, and one reader for every file.
+
+`read_run_file` is the only way gradprobe reads a run or study file back. Any damage (bytes
+that are not UTF-8, truncated or invalid JSON/YAML/CSV/Parquet, a JSON value of the wrong type,
+text in a numeric column of the epoch metrics) becomes a `RunFileError` whose message names the
+file and what fixes it, never a traceback or a silently wrong number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from gradprobe.errors import InputError
+from gradprobe.record.schema import (
+    CONFIG_FILE,
+    GRADIENT_COLUMNS,
+    GRADIENTS_FILE,
+    METRIC_COLUMNS,
+    METRICS_FILE,
+    STATUS_FILE,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    Col,
+    EpochRow,
+    GradCol,
+    RunState,
+    RunStatus,
+    RunSummary,
+)
+from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
+
+_REBUILT = ("delete it and run the same `gradprobe train` or `gradprobe study` command again: "
+            "the run resumes from its checkpoint and rewrites it")
+_HISTORY = (f"delete it and {SUMMARY_FILE} beside it, then run the same `gradprobe train` or "
+            "`gradprobe study` command again: the run resumes from its checkpoint and rewrites "
+            "both")
+FIXES = {  # what a user does about a damaged file
+    STATUS_FILE: _REBUILT,
+    SUMMARY_FILE: _REBUILT,
+    METRICS_FILE: _HISTORY,
+    GRADIENTS_FILE: _HISTORY,
+    CONFIG_FILE: ("it cannot be rebuilt: delete the whole run directory and train the run again "
+                  "(or restore the file from a backup)"),
+    STUDY_FILE: ("delete it and run `gradprobe study` with the study's spec and --out again to "
+                 "rewrite it (the runs beside it are kept)"),
+}
+
+
+class RunFileError(InputError):
+    """A run or study file exists but cannot be used; the message names the file and the fix."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        fix = FIXES.get(path.name, "delete it and run the command that wrote it again")
+        super().__init__(f"{path} is damaged ({problem}); {fix}.")
+        self.path = path
+
+
+# ---------------------------------------------------------------------------- the one reader
+def read_run_file(path: str | Path) -> Any:
+    """Read and validate one run or study file; None when it does not exist.
+
+    The status gives a `RunStatus`, the summary a `RunSummary`, the config and the study spec
+    a dict, the epoch metrics and the gradient records a
+    typed frame with the contract's columns. Raises `RunFileError` for any damage.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    reader = _READERS.get(path.name)
+    if reader is None:
+        raise ValueError(f"{path.name} is not a run or study file")  # a bug, not user input
+    try:
+        return reader(path)
+    except RunFileError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as error:
+        # UnicodeDecodeError, JSONDecodeError and pandas'/pyarrow's parse errors are ValueErrors
+        raise RunFileError(path, f"{type(error).__name__}: {error}") from error
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(data, dict):
+        raise RunFileError(path, f"it holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _check_types(path: Path, data: dict[str, Any], expected: dict[str, tuple[type, ...]]) -> None:
+    for key, types in expected.items():
+        value = data.get(key)
+        # bool is an int to Python, but never a valid count or number here
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool)
+                                  and bool not in types)):
+            names = " or ".join(t.__name__ for t in types)
+            raise RunFileError(path, f"{key!r} is {value!r}, not a {names}")
+
+
+def _check_state(path: Path, data: dict[str, Any]) -> None:
+    state = data.get("state")
+    written = [s.value for s in RunState if s is not RunState.MISSING]
+    if state is not None and state not in written:
+        raise RunFileError(path, f"'state' is {state!r}, not one of {', '.join(written)}")
+
+
+_NUMBER = (int, float)
+
+
+def _typed(path: Path, data: dict[str, Any], record_type: type[Any]) -> Any:
+    """`record_type` (a schema dataclass) from the file's keys; unknown keys are ignored."""
+    if data.get("state") is None:
+        raise RunFileError(path, "it has no 'state'")
+    values = {f.name: data[f.name] for f in fields(record_type) if f.name in data}
+    values["state"] = RunState(data["state"])
+    return record_type(**values)
+
+
+def _read_status(path: Path) -> RunStatus:
+    data = _json_object(path)
+    _check_state(path, data)
+    _check_types(path, data, {"epoch": (int,), "step": (int,), "message": (str,),
+                              "traceback": (str,), "updated": (str,)})
+    if data.get("message") is None:
+        data["message"] = ""
+    return _typed(path, data, RunStatus)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    data = _json_object(path)
+    _check_types(path, data, {"name": (str,), "run": (dict,), "model_info": (dict,),
+                              "data_info": (dict,), "versions": (dict,), "device": (str,)})
+    for section, block in (data.get("run") or {}).items():
+        if not isinstance(block, dict):
+            raise RunFileError(path, f"'run.{section}' is {block!r}, not an object")
+    return data
+
+
+def _read_summary(path: Path) -> RunSummary:
+    data = _json_object(path)
+    _check_state(path, data)
+    _check_types(path, data, {
+        "test_loss": _NUMBER, "test_acc": _NUMBER, "best_val_acc": _NUMBER, "best_epoch": (int,),
+        "final_val_acc": _NUMBER, "final_train_loss": _NUMBER, "epochs_completed": (int,),
+        "steps": (int,), "diverged_step": (int,), "seconds": _NUMBER,
+    })
+    missing = [f.name for f in fields(RunSummary) if f.name not in data]
+    if missing:
+        raise RunFileError(path, f"it lacks the keys {missing}")
+    return _typed(path, data, RunSummary)
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [column for column in METRIC_COLUMNS if column not in frame.columns]
+    if missing:
+        raise RunFileError(path, f"it lacks the columns {missing}")
+    result = pd.DataFrame(index=frame.index)
+    for column in METRIC_COLUMNS:
+        text = frame[column].str.strip()
+        # the trainer writes NaN as an empty cell; "nan"/"inf" strings parse as floats
+        values = pd.to_numeric(text.where(text != "", "nan"), errors="coerce")
+        garbage = values.isna() & ~text.str.lower().isin(["", "nan", "-nan"])
+        if garbage.any():
+            row = int(garbage.idxmax())
+            raise RunFileError(path, f"row {row + 1} holds {frame.at[row, column]!r} in the "
+                                     f"numeric column {column!r}")
+        result[column] = values.astype("float64")
+    epochs = result[Col.epoch]
+    if epochs.isna().any() or (epochs != epochs.round()).any():
+        raise RunFileError(path, "an epoch number is missing or not a whole number")
+    result[Col.epoch] = epochs.astype("int64")
+    return result.sort_values(Col.epoch).reset_index(drop=True)
+
+
+def _read_gradients(path: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    missing = [column for column in GRADIENT_COLUMNS if column not in frame.columns]
+    if missing:
+        raise RunFileError(path, f"it lacks the columns {missing}")
+    frame = frame.loc[:, list(GRADIENT_COLUMNS)].copy()
+    for column in (GradCol.step, GradCol.epoch, GradCol.depth):
+        frame[column] = frame[column].astype("int64")
+    for column in (GradCol.layer, GradCol.kind, GradCol.metric):
+        frame[column] = frame[column].astype(str)
+    frame[GradCol.value] = pd.to_numeric(frame[GradCol.value]).astype("float64")
+    return frame
+
+
+def _read_study(path: Path) -> dict[str, Any]:
+    spec = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    if not isinstance(spec, dict):
+        raise RunFileError(path, f"it holds a YAML {type(spec).__name__}, not a mapping")
+    return spec
+
+
+_READERS: dict[str, Callable[[Path], Any]] = {
+    STATUS_FILE: _read_status, CONFIG_FILE: _read_config, SUMMARY_FILE: _read_summary,
+    METRICS_FILE: _read_metrics, GRADIENTS_FILE: _read_gradients, STUDY_FILE: _read_study,
+}
+
+
+def empty_metrics() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="float64") for column in METRIC_COLUMNS})
+    return frame.astype({Col.epoch: "int64"})
+
+
+def empty_gradients() -> pd.DataFrame:
+    dtypes = {GradCol.step: "int64", GradCol.epoch: "int64", GradCol.layer: "object",
+              GradCol.depth: "int64", GradCol.kind: "object", GradCol.metric: "object",
+              GradCol.value: "float64"}
+    return pd.DataFrame({column: pd.Series(dtype=dtypes[column]) for column in GRADIENT_COLUMNS})
+
+
+# ---------------------------------------------------------------------------- writers
+def write_status(run_dir: Path, state: RunState, *, epoch: int, step: int, message: str = "",
+                 traceback: str | None = None) -> None:
+    updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    status = RunStatus(RunState(state), epoch, step, message, traceback, updated)
+    write_json_atomic(run_dir / STATUS_FILE, status.as_dict())
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / CONFIG_FILE, config)
+
+
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    write_json_atomic(run_dir / SUMMARY_FILE, summary.as_dict())
+
+
+def write_metrics(run_dir: Path, rows: Sequence[EpochRow]) -> None:
+    frame = pd.DataFrame([row.as_dict() for row in rows], columns=list(METRIC_COLUMNS))
+    with atomic_path(run_dir / METRICS_FILE) as tmp:
+        frame.to_csv(tmp, index=False)  # floats at full repr precision: round-trips exactly
+
+
+def write_gradients(run_dir: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(run_dir / GRADIENTS_FILE) as tmp:
+        frame.loc[:, list(GRADIENT_COLUMNS)].to_parquet(tmp, index=False)
+
+
+def write_study_file(study_dir: Path, spec: dict[str, Any]) -> None:
+    write_text_atomic(study_dir / STUDY_FILE, yaml.safe_dump(spec, sort_keys=False))
+
+
+def finite(value: float | None) -> float | None:
+    """None for a missing or non-finite number (JSON has no NaN)."""
+    return None if value is None or not math.isfinite(value) else value
