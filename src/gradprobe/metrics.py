@@ -14,8 +14,9 @@ from typing import Literal
 from gradprobe.errors import InputError
 
 # What a metric reads: a parameter's gradient, the gradient reaching a module's output, the
-# activation after a layer, or the optimiser's step (needs the optimiser to be watched).
-Source = Literal["weight_grad", "output_grad", "activation", "update"]
+# activation after a layer, or the optimiser's step (needs the optimiser to be watched);
+# "weights": the trainer records it once per epoch; a GradientProbe never does.
+Source = Literal["weight_grad", "output_grad", "activation", "update", "weights"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class MetricInfo:
     @property
     def gradient_size(self) -> bool:
         """A gradient-size metric: the analysis fits its depth profile and first-to-last ratio."""
-        return self.log_scale
+        return self.log_scale and self.source != "weights"
 
 
 _CATALOG: dict[str, MetricInfo] = {
@@ -72,6 +73,11 @@ _CATALOG: dict[str, MetricInfo] = {
         MetricInfo(
             "update_ratio", "update / weight norm ratio", "", "update", True,
             description="||W_after - W_before|| / ||W_before||, the relative optimiser step",
+        ),
+        MetricInfo(
+            "weight_distance", "relative distance from initial weights", "", "weights", True,
+            True, description="||W_t - W_0|| / ||W_0|| of the layer's weight, at each epoch's last "
+            "step: how far the layer has learned (recorded by the trainer, not the probe)",
         ),
     )
 }

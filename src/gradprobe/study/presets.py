@@ -16,8 +16,11 @@ BUILTIN_STUDIES = ("vanishing-gradients",)  # study/builtin/<name>.yaml
 DEFAULT_STUDY = "vanishing-gradients"
 DEFAULT_STUDY_DIR = Path("runs/study")
 
+# Sections: data, train, model (merged under the spec's own) and study (`seeds`: the replicates
+# every run is trained with unless the spec declares its own `seeds`).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
+        # one seed: tests stay fast; a two-seed spec tests the replicates
         "data": {"image_size": 32, "images_per_class": 24},
         "train": {"epochs": 2, "batch_size": 16, "max_steps_per_epoch": 3},
         "model": {"width": 0.125},
@@ -30,6 +33,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"image_size": 32, "images_per_class": 300},
         "train": {"epochs": 10, "batch_size": 32, "momentum": 0.9},
         "model": {"width": 0.125},
+        "study": {"seeds": [0, 1, 2]},
     },
     "full": {
         # The assignment: 64x64, full width, 15 epochs, SGD 0.01, StepLR(5, 0.5), batch 32.
@@ -37,6 +41,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 15, "batch_size": 32, "lr": 0.01, "optimizer": "sgd",
                   "scheduler": "step", "step_size": 5, "gamma": 0.5},
         "model": {"width": 1.0},
+        # replicates repeat that setup with three seeds; each run is still exactly it
+        "study": {"seeds": [0, 1, 2]},
     },
 }
 

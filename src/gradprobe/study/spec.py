@@ -23,7 +23,11 @@ from gradprobe.errors import InputError
 # An axis may sweep any model option, any training option, the model name, or `residual`
 # (which swaps a residual model for its plain twin: He et al. 2016's plain vs residual nets).
 MODEL_AXES = tuple(name for name in ModelConfig.model_fields if name != "name")
-TRAIN_AXES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "scheduler")
+TRAIN_AXES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "scheduler",
+              "seed")
+# A replicate's name: the configuration's name plus this suffix (`vgg_deep,seed=1`). A seed
+# varies TrainConfig.seed only (initialisation and batch order); DataConfig.seed, the split, stays.
+SEED_SUFFIX = ",seed={seed}"
 RESIDUAL_TWINS = {"resnet": "plain", "resnet18": "plain18", "resnet34": "plain34",
                   "residual_stack": "plain_stack"}
 
@@ -98,6 +102,12 @@ class ExperimentSpec(_Strict):
         return axes
 
 
+def _distinct(seeds: list[int] | None) -> list[int] | None:
+    if seeds is not None and len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    return seeds
+
+
 class StudySpec(_Strict):
     """A whole study, as written in YAML."""
 
@@ -108,15 +118,20 @@ class StudySpec(_Strict):
     train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields
     probe: ProbeSection = Field(default_factory=ProbeSection)  # ProbeConfig fields
     model: ModelSection = Field(default_factory=ModelSection)  # model option defaults (width)
+    # replicates: every run is trained once per seed (TrainConfig.seed); None: the preset's
+    seeds: list[int] | None = Field(None, min_length=1)
     runs: list[RunSpec] = Field(default_factory=list)
     comparison: ComparisonSpec | None = None
     experiments: list[ExperimentSpec] = Field(default_factory=list)
+
+    _distinct_seeds = field_validator("seeds")(_distinct)
 
 
 @dataclass(frozen=True)
 class ResolvedRun:
     name: str
     config: RunConfig
+    configuration: str = ""  # the name shared by the replicates of one configuration
 
 
 @dataclass
@@ -128,6 +143,7 @@ class ResolvedStudy:
     runs: list[ResolvedRun]
     comparison: dict[str, Any] | None
     experiments: list[dict[str, Any]] = field(default_factory=list)
+    seeds: list[int] | None = None  # replicate seeds (None: one run per configuration)
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The resolved spec written to `study.yaml`."""
@@ -138,9 +154,10 @@ class ResolvedStudy:
             "data": first.data.model_dump(mode="json") if first else {},
             "train": first.train.model_dump(mode="json") if first else {},
             "probe": first.probe.model_dump(mode="json") if first else {},
+            "seeds": self.seeds,
             "comparison": self.comparison, "experiments": self.experiments,
-            "runs": [{"name": run.name, **run.config.model_dump(mode="json")}
-                     for run in self.runs],
+            "runs": [{"name": run.name, "configuration": run.configuration,
+                      **run.config.model_dump(mode="json")} for run in self.runs],
         }
 
 
@@ -204,10 +221,23 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     probe = {**preset.get("probe", {}), **_written(spec.probe)}
     model_defaults = {**preset.get("model", {}), **_written(spec.model)}
 
+    seeds = _seeds(spec, preset)
     by_config: dict[RunConfig, str] = {}
     runs: list[ResolvedRun] = []
 
-    def add(name: str, run: RunSpec, where: str) -> str:
+    def add_replicates(name: str, run: RunSpec, where: str) -> list[str]:
+        """`run` once per seed (one name each, `name` itself with one seed or none)."""
+        if seeds is None:
+            return [add(name, run, where)]
+        names = []
+        for seed in seeds:
+            seeded = run.model_copy(update={"train": TrainSection(
+                **{**_written(run.train), "seed": seed})})
+            replicate = name if len(seeds) == 1 else name + SEED_SUFFIX.format(seed=seed)
+            names.append(add(replicate, seeded, where, configuration=name))
+        return names
+
+    def add(name: str, run: RunSpec, where: str, configuration: str | None = None) -> str:
         if run.model not in known_models:
             raise InputError(f"{where}.model: unknown model {run.model!r}; known models: "
                              f"{', '.join(sorted(known_models))}.")
@@ -228,13 +258,13 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
             raise InputError(f"{where}: two different runs are named {name!r}; give each run a "
                              "unique `name`.")
         by_config[config] = name
-        runs.append(ResolvedRun(name, config))
+        runs.append(ResolvedRun(name, config, configuration or name))
         return name
 
-    run_names: dict[str, str] = {}
+    run_names: dict[str, list[str]] = {}
     for index, run in enumerate(spec.runs):
         declared = run.name or run.model
-        run_names[declared] = add(declared, run, f"runs[{index}]")
+        run_names[declared] = add_replicates(declared, run, f"runs[{index}]")
 
     comparison = None
     if spec.comparison is not None:
@@ -243,22 +273,37 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
             raise InputError(f"comparison.runs: {missing} are not names of runs; known runs: "
                              f"{', '.join(run_names)}.")
         comparison = {"title": spec.comparison.title,
-                      "runs": [run_names[name] for name in spec.comparison.runs]}
+                      "runs": [replicate for name in spec.comparison.runs
+                               for replicate in run_names[name]]}
 
     experiments = []
     for index, experiment in enumerate(spec.experiments):
         variants = _expand(experiment, f"experiments[{index}]")
         names, labels = [], {}
+        if seeds is not None and "seed" in experiment.axes:
+            raise InputError(f"experiments[{index}].axes.seed: the spec also declares `seeds`; "
+                             "declare replicates once, either as top-level `seeds` or as a "
+                             "`seed` axis.")
         for label, run in variants:
-            name = add(f"{experiment.name}.{label}", run, f"experiments[{index}]")
-            names.append(name)
-            labels[name] = label
+            for name in add_replicates(f"{experiment.name}.{label}", run,
+                                       f"experiments[{index}]"):
+                names.append(name)
+                labels[name] = label
         experiments.append({"name": experiment.name, "title": experiment.title or experiment.name,
                             "question": experiment.question, "axes": experiment.axes,
                             "runs": names, "labels": labels})
     if not runs:
         raise InputError("the study declares no runs: add `runs` or `experiments` to the spec.")
-    return ResolvedStudy(spec, preset_name, runs, comparison, experiments)
+    return ResolvedStudy(spec, preset_name, runs, comparison, experiments, seeds)
+
+
+def _seeds(spec: StudySpec, preset: dict[str, dict[str, Any]]) -> list[int] | None:
+    """The replicate seeds: the spec's `seeds`, else the preset's, else None (no replicates:
+    each run keeps the seed of its train section)."""
+    if spec.seeds is not None:
+        return list(spec.seeds)
+    from_preset = preset.get("study", {}).get("seeds")
+    return list(from_preset) if from_preset else None
 
 
 def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]:

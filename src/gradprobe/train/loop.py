@@ -24,6 +24,7 @@ from torch import nn
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
 from gradprobe.errors import InputError
+from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
@@ -49,6 +50,7 @@ from gradprobe.train.optim import build_optimizer, build_scheduler
 from gradprobe.train.rundir import RunDirectory, config_differences, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
 from gradprobe.train.threads import torch_threads
+from gradprobe.train.weight_distance import WEIGHT_DISTANCE, WeightDistance, with_weight_distance
 
 
 @dataclass
@@ -172,6 +174,9 @@ class _Trainer:
             cfg.model.name, num_classes=splits.num_classes, in_channels=splits.in_channels,
             **cfg.model.builder_options(),
         ).to(self.device)
+        # W_0 of every probed layer; on resume the same seed rebuilt the same initial weights
+        self.weight_distance = WeightDistance(
+            self.model, enabled=WEIGHT_DISTANCE in cfg.probe.metrics)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.train.amp else None
@@ -183,9 +188,10 @@ class _Trainer:
                                         **loader_options)
         self.val_loader = BatchLoader(splits.val, shuffle=False, **loader_options)
         self.test_loader = BatchLoader(splits.test, shuffle=False, **loader_options)
+        probed = tuple(m for m in cfg.probe.metrics if metric_info(m).source != "weights")
         self.probe: GradientProbe | _NoProbe = (
-            GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
-            if cfg.probe.metrics else _NoProbe())
+            GradientProbe(self.model, metrics=probed, every=cfg.probe.every)
+            if probed else _NoProbe())
         if "update_ratio" in cfg.probe.metrics:
             self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
@@ -233,6 +239,7 @@ class _Trainer:
                          "loss_sum": pos.loss_sum, "correct": pos.correct, "seen": pos.seen,
                          "seconds": pos.seconds},
             "metrics_rows": [row.as_dict() for row in pos.metrics_rows],
+            "weight_distance": self.weight_distance.state_dict(),
         }
         save_checkpoint(self.run_dir.path, payload)
 
@@ -247,6 +254,7 @@ class _Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.probe.load_state_dict(state["probe"])
         set_rng_state(state["rng"])
+        self.weight_distance.load_state_dict(state.get("weight_distance", []))
         rows = [EpochRow(**row) for row in state["metrics_rows"]]
         self.position = _Position(**state["position"], metrics_rows=rows)
         return True
@@ -350,6 +358,7 @@ class _Trainer:
             seconds=round(pos.seconds, 3),
         )
         pos.metrics_rows.append(row)
+        self.weight_distance.record(pos.step - 1, pos.epoch + 1)  # at the epoch's last step
         self.scheduler.step()
         self.probe.flush()
         if self.tensorboard is not None:
@@ -369,7 +378,8 @@ class _Trainer:
 
     def _write_history(self) -> None:
         self.run_dir.write_metrics(self.position.metrics_rows)
-        self.run_dir.write_gradients(self.probe.to_frame())
+        self.run_dir.write_gradients(with_weight_distance(self.probe.to_frame(),
+                                                          self.weight_distance.to_frame()))
 
     @torch.no_grad()
     def _evaluate(self, loader: BatchLoader) -> tuple[float, float]:
