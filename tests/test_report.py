@@ -64,7 +64,7 @@ def test_report_files_and_figures_exist(study: tuple[Path, dict[str, Path]]) -> 
     assert (written["md"], written["html"]) == (root / "report.md", root / "report.html")
     figures = [key for key in written if key.startswith("figures/")]
     # 3 per compared model, depth profile, curves, one experiment, the all-runs overview
-    assert len(figures) == 3 * 3 + 2 + 1 + 1
+    assert len(figures) == 3 * 3 + 2 + 1 + 1, figures
     for key, path in written.items():
         assert path.stat().st_size > 0
         if key.endswith(".png"):
@@ -83,7 +83,9 @@ def test_report_states_the_measured_numbers(study: tuple[Path, dict[str, Path]])
            "R² = 1.000); verdict from the first-to-last ratio: vanishing." in text
     assert "halving is -3.01 dB per layer" in text  # the dB definition is stated
     assert "vanishing if the ratio is below 0.1, exploding if it is above 10" in text
-    assert "| vgg16 | completed |" in text and "0.512 (epoch 1)" in text  # 0.8 ** 3
+    # one seed: the configuration table gives the value and n=1, no interval
+    assert "| vgg16 | 1 | 1 completed | 70.0% (n=1) |" in text
+    assert "0.512 (n=1), epoch 1" in text  # 0.8 ** 3
     for heading in ("Steps 1–2", "Step 3", "Step 4", "Step 5", "Step 6", "(a)", "(b)", "(c)",
                     "(d)", "(e)", "(f) References"):
         assert heading in text
@@ -116,8 +118,9 @@ def test_report_says_diverged_and_failed_plainly(study: tuple[Path, dict[str, Pa
         assert "failed:" in text and "out of memory" in text
     markdown = (root / "report.md").read_text(encoding="utf-8")
     # the experiment's finding still compares both variants, diverged one included
-    assert re.search(r"0\.729 \(healthy\) with activation=relu, against 0\.0156 \(vanishing\) "
-                     r"with activation=sigmoid, which diverged at step 6", markdown)
+    assert re.search(r"activation=sigmoid \(act\.activation=sigmoid\) diverged at step 6", markdown)
+    assert re.search(r"0\.729 \(n=1\) \(healthy\) with activation=relu and 0\.0156 \(n=1\) "
+                     r"\(vanishing\) with activation=sigmoid", markdown)
 
 
 def test_user_strings_are_escaped(study: tuple[Path, dict[str, Path]]) -> None:
@@ -247,4 +250,4 @@ def test_experiment_labels_are_read_back_from_the_study_spec(tmp_path: Path) -> 
                   "labels": {"depth.a": "depth=8", "depth.b": "depth=16"}}
     write_study(tmp_path, ["depth.a", "depth.b"], experiments=[experiment])
     text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
-    assert "with depth=8, against" in text and "with depth=16." in text
+    assert "with depth=8 and" in text and "with depth=16." in text

@@ -19,9 +19,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gradprobe.analysis import answers, findings, tables
+from gradprobe.analysis import answers, findings, group_findings, key_findings, tables
 from gradprobe.analysis import figures as draw
 from gradprobe.analysis.format import format_value, join_words
+from gradprobe.analysis.groups import (
+    ConfigurationSummary,
+    group_configurations,
+    max_seeds,
+    summarize_configurations,
+)
 from gradprobe.analysis.load import RunData, StudyData, load_study
 from gradprobe.analysis.render import environments
 from gradprobe.analysis.sections import method_blocks, overview_blocks, setup_blocks
@@ -50,6 +56,7 @@ from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, GradCol, RunSt
 from gradprobe.util.atomic import write_text_atomic
 
 MAX_FEATURED_RUNS = 12  # per-run figures (3 each) for at most this many runs
+WEIGHT_DISTANCE = "weight_distance"  # the trainer's per-epoch metric (see gradprobe.metrics)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,8 @@ def _experiments(study: StudyData) -> list[Experiment]:
     resolved = []
     for entry in study.spec.get("experiments") or []:
         listed = [str(name) for name in entry.get("runs") or []]
+        # replicates share their label; groups.group_configurations tells configurations apart
         labels = {name: _variant_label(entry, name) for name in listed if name in study.runs}
-        if len(set(labels.values())) < len(labels):  # axes that do not tell the runs apart
-            labels = {name: name for name in labels}
         resolved.append(Experiment(
             name=str(entry.get("name", "experiment")),
             title=str(entry.get("title") or entry.get("name") or "Experiment"),
@@ -161,9 +167,9 @@ class _Figures:
 
 
 def _profile_metrics(study: StudyData, metric: str) -> list[str]:
-    """The report's metric, plus output_grad_norm beside it when recorded."""
+    """The report's metric, plus output_grad_norm and weight_distance beside it when recorded."""
     recorded = _recorded_metrics(study)
-    extra = [m for m in ("output_grad_norm",) if m in recorded and m != metric]
+    extra = [m for m in ("output_grad_norm", WEIGHT_DISTANCE) if m in recorded and m != metric]
     return [metric, *extra]
 
 
@@ -202,48 +208,60 @@ def _run_figure_blocks(figures: _Figures, name: str, run: RunData, summary: RunA
     return blocks
 
 
-def _result_table(names: Sequence[str], summaries: Mapping[str, RunAnalysis],
-                  labels: Mapping[str, str] | None = None) -> Block:
-    headers = ["run", "outcome", "best val acc", "final val acc", "test acc", "epochs to target",
-               "ratio, first epoch", "ratio, last epoch", "factor per layer", "dB per layer",
-               "R²", "verdict"]
-    rows = []
-    for name in names:
-        row = tables.result_row(labels[name] if labels else name, summaries[name])
-        rows.append([row[key] for key in ("run", "outcome", "best_val_acc", "final_val_acc",
-                                          "test_acc", "epochs_to_target", "ratio_first",
-                                          "ratio_last", "factor", "db", "r2", "verdict")])
-    return table(headers, rows)
+def _configuration_table(groups: Sequence[ConfigurationSummary]) -> Block:
+    return table(list(tables.CONFIGURATION_HEADERS),
+                 [tables.configuration_row(group) for group in groups])
+
+
+def _group_runs(study: StudyData, groups: Sequence[ConfigurationSummary]
+                ) -> dict[str, list[RunData]]:
+    return {group.name: [study.runs[name] for name in group.runs] for group in groups}
 
 
 def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[str, RunAnalysis],
                        metric: str) -> list[Block]:
     title, names, missing = _comparison(study)
-    blocks: list[Block] = [p(f"{title}: {join_words(names)}.")] if names else []
+    groups = summarize_configurations(study, summaries, names)
+    blocks: list[Block] = ([p(f"{title}: {join_words([g.name for g in groups])}"
+                              f"{_seed_text(groups)}.")] if names else [])
     if missing:
         blocks.append(p("The comparison lists runs the study does not hold: "
                         f"{', '.join(missing)}."))
     if not names:
         return [*blocks, p("There are no runs to compare.")]
-    runs = {name: study.runs[name] for name in names}
-    if any(not run.gradients.empty for run in runs.values()):
-        path = draw.plot_depth_profiles(runs, _profile_metrics(study, metric),
+    runs = _group_runs(study, groups)
+    band = " Shaded: the seeds' minimum to maximum; lines: their mean." \
+        if max_seeds(groups) > 1 else ""
+    if any(not run.gradients.empty for group in runs.values() for run in group):
+        profile_metrics = _profile_metrics(study, metric)
+        path = draw.plot_depth_profiles(runs, profile_metrics,
                                          figures.path("comparison-depth-profile"),
                                          f"{title}: gradient norm against depth")
+        learned = (" The last panel is how far each layer's weights moved from their initial "
+                   "values, ‖W − W₀‖/‖W₀‖, after the first and the last epoch."
+                   if WEIGHT_DISTANCE in profile_metrics else "")
         blocks.append(figures.block(
             path, "depth profiles of the compared models",
             "Each layer's epoch-mean norm against depth, at the first epoch (dashed, hollow) and "
-            "the last (solid): a profile falling towards depth 0 is a vanishing gradient."))
-    if any(not run.metrics.empty for run in runs.values()):
+            "the last (solid): a profile falling towards depth 0 is a vanishing gradient."
+            + learned + band))
+    if any(not run.metrics.empty for group in runs.values() for run in group):
         path = draw.plot_training_curves(runs, figures.path("comparison-training-curves"),
                                           f"{title}: training curves")
         blocks.append(figures.block(path, "training curves of the compared models",
                                     "Loss and accuracy per epoch: train solid, validation "
-                                    "dashed."))
-    blocks.append(_result_table(names, summaries))
-    blocks += [p(s) for s in findings.accuracy_sentences(names, summaries)]
-    blocks += [p(s) for s in findings.flow_sentences(names, summaries)]
+                                    "dashed." + band))
+    blocks.append(_configuration_table(groups))
+    blocks += [p(s) for s in group_findings.accuracy_sentences(groups)]
+    blocks += [p(s) for s in group_findings.flow_sentences(groups)]
+    if max_seeds(groups) < 2:
+        blocks.append(p(group_findings.SINGLE_SEED_NOTE))
     return blocks
+
+
+def _seed_text(groups: Sequence[ConfigurationSummary]) -> str:
+    most = max_seeds(groups)
+    return "" if most < 2 else f", each over up to {most} seeds"
 
 
 def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experiment,
@@ -262,18 +280,26 @@ def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experime
         blocks.append(p(f"Runs listed but not in the study: {', '.join(experiment.missing)}."))
     if not experiment.labels:
         return [*blocks, p("None of its runs is in the study.")], []
-    runs = {label: study.runs[name] for name, label in experiment.labels.items()}
-    if any(not run.gradients.empty or not run.metrics.empty for run in runs.values()):
+    groups = summarize_configurations(study, summaries, list(experiment.labels),
+                                      experiment.labels)
+    runs = _group_runs(study, groups)
+    if any(not run.gradients.empty or not run.metrics.empty
+           for group in runs.values() for run in group):
         path = draw.plot_experiment(runs, metric, figures.path(f"experiment-{experiment.name}"),
                                      experiment.title)
+        band = (" Shaded: the seeds' minimum to maximum; lines: their mean."
+                if max_seeds(groups) > 1 else "")
         blocks.append(figures.block(
             path, f"{experiment.title}: depth profiles and training curves",
             "Top: depth profile at the first (dashed) and last (solid) epoch; below: loss and "
-            "accuracy, train solid, validation dashed."))
-    names = list(experiment.labels)
-    blocks.append(_result_table(names, summaries, experiment.labels))
-    found = findings.experiment_findings(experiment.labels,
-                                    {n: study.runs[n] for n in names}, summaries)
+            "accuracy, train solid, validation dashed." + band))
+    blocks.append(_configuration_table(groups))
+    found = [f"{experiment.labels[name]} has no result: {state_text(study.runs[name])}."
+             for name in experiment.labels
+             if study.runs[name].state in (RunState.FAILED, RunState.MISSING)]
+    found += [f"{experiment.labels[name]} ({name}) {state_text(study.runs[name])}."
+              for name in experiment.labels if study.runs[name].state is RunState.DIVERGED]
+    found += group_findings.experiment_findings(groups)
     blocks.append(p("Finding: " + " ".join(found)))
     return blocks, found
 
@@ -312,7 +338,9 @@ def write_report(
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     _, compared, _ = _comparison(study)
-    featured = [name for name in compared if name in study.runs][:MAX_FEATURED_RUNS]
+    # one run per compared configuration (its first seed) gets the per-run figures
+    featured = [group.runs[0] for group in group_configurations(study, compared)]
+    featured = featured[:MAX_FEATURED_RUNS]
     _check_inputs(study, metric, target_acc, subset_layers, featured)
     summaries = {name: summarize_run(run, metric, target_acc=target_acc)
                  .with_outcome(state_text(run)) for name, run in study.runs.items()}
@@ -320,8 +348,8 @@ def write_report(
 
     step3: list[Block] = []
     if len(compared) > len(featured):
-        step3.append(p(f"Figures for the first {len(featured)} of the {len(compared)} compared "
-                       "runs."))
+        step3.append(p(f"Figures for {len(featured)} of the {len(compared)} compared runs: one "
+                       "seed of each configuration (Step 4 draws every seed)."))
     for name in featured:
         step3 += _run_figure_blocks(figures, name, study.runs[name], summaries[name], metric,
                                     subset_layers)
@@ -335,6 +363,7 @@ def write_report(
             experiment_findings.append(f"{experiment.title}: {' '.join(found)}")
 
     answer = [p(s) for s in answers.answer_sentences(study, summaries, featured)]
+    answer += [p(s) for s in key_findings.learning_sentences(study, summaries, metric)]
     if any(s.first.ratio is not None for s in summaries.values()):
         path = draw.plot_ratio_overview(summaries, figures.path("all-runs-ratios"), metric)
         answer.append(figures.block(path, "first-to-last ratio of every run",
@@ -342,6 +371,8 @@ def write_report(
                                     "last (filled) epoch; shaded: the vanishing and exploding "
                                     "bands."))
     sections = {
+        "key_findings": key_findings.key_finding_blocks(
+            study, summaries, [(e.title, e.labels) for e in _experiments(study)], metric),
         "method": method_blocks(study, metric, target_acc),
         "overview": overview_blocks(study),
         "setup": setup_blocks(study),

@@ -25,7 +25,7 @@ import pandas as pd
 
 from gradprobe.analysis.load import RunData, finite_or_none
 from gradprobe.errors import InputError
-from gradprobe.metrics import gradient_size_metrics
+from gradprobe.metrics import gradient_size_metrics, list_metrics, metric_info
 from gradprobe.record import Col, GradCol, RunState, best_validation
 
 DEFAULT_TARGET_ACC = 0.8  # validation accuracy whose first epoch `epochs_to_target` reports
@@ -72,8 +72,10 @@ def layer_epoch_means(gradients: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     Columns: layer, depth, kind, epoch, mean, rms (sqrt of the mean square over steps), steps
     (finite values used) and nonfinite (NaN/inf values left out). Sorted by epoch, then depth.
+    Any metric drawn on a log scale (gradient sizes, weight_distance) is accepted.
     """
-    check_metric(metric)
+    if not (metric in list_metrics() and metric_info(metric).log_scale):
+        check_metric(metric)  # raises, naming the metrics that can be fitted
     columns = [GradCol.layer, GradCol.depth, GradCol.kind, GradCol.epoch, "mean", "rms", "steps",
                "nonfinite"]
     rows = gradients.loc[gradients[GradCol.metric] == metric,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from gradprobe.analysis.format import fmt_count, fmt_db, fmt_pct, fmt_r2, fmt_ratio
+from gradprobe.analysis.groups import ConfigurationSummary
 from gradprobe.analysis.load import StudyData
+from gradprobe.analysis.replicates import Estimate, format_estimate
 from gradprobe.analysis.states import state_text
-from gradprobe.analysis.summary import FlowAtEpoch, RunAnalysis
+from gradprobe.analysis.summary import FlowAtEpoch, RunAnalysis, verdict
 from gradprobe.record import Col
 
 
@@ -143,3 +146,30 @@ def _ratio_cell(flow: FlowAtEpoch) -> str:
 def _verdict_cell(summary: RunAnalysis) -> str:
     first, last = summary.first.verdict, summary.last.verdict
     return first if first == last else f"{first} → {last}"
+
+
+CONFIGURATION_HEADERS = ("configuration", "seeds", "outcome", "best val acc", "test acc",
+                         "ratio, first epoch", "ratio, last epoch", "dB per layer, first epoch",
+                         "verdict")
+
+
+def configuration_row(summary: ConfigurationSummary) -> list[str]:
+    """One row of the comparison / experiment tables: a configuration over its seeds, each
+    number as mean [95% interval] (n); ratios as geometric means."""
+    states = Counter(str(state) for state in summary.states)
+    outcome = ", ".join(f"{count} {state}" for state, count in states.items())
+    first = verdict(summary.ratio_first.centre if summary.ratio_first.n else None)
+    last = verdict(summary.ratio_last.centre if summary.ratio_last.n else None)
+    return [
+        summary.name, str(summary.seeds), outcome,
+        format_estimate(summary.best_val_acc, percent=True),
+        format_estimate(summary.test_acc, percent=True),
+        _at_epoch(format_estimate(summary.ratio_first), summary.ratio_first, summary.first_epoch),
+        _at_epoch(format_estimate(summary.ratio_last), summary.ratio_last, summary.last_epoch),
+        format_estimate(summary.db_first),
+        first if first == last else f"{first} → {last}",
+    ]
+
+
+def _at_epoch(text: str, value: Estimate, epoch: int | None) -> str:
+    return text if epoch is None or value.n == 0 else f"{text}, epoch {epoch}"

@@ -1,4 +1,9 @@
-"""Figures that compare runs: depth profiles, training curves, and an experiment's variants."""
+"""Figures that compare runs: depth profiles, training curves, and an experiment's variants.
+
+Each line is a run, or a configuration's replicates: then the line is the mean over its seeds
+(geometric for norms, arithmetic for losses and accuracies) and a shaded band spans the seeds'
+minimum to maximum.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from gradprobe.analysis.figures.base import (
     DIVERGED_COLOUR,
@@ -24,37 +30,59 @@ from gradprobe.analysis.figures.base import (
     run_colours,
     save_figure,
 )
+from gradprobe.analysis.groups import curve_band, profile_band
 from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import fit_kind, run_epoch_means
 from gradprobe.metrics import metric_info
 from gradprobe.record import Col, GradCol, RunState
 
+Group = Sequence[RunData]  # the replicates of one configuration (one run: no band)
+BAND_ALPHA = 0.18  # the replicate band's opacity (first-epoch bands are drawn fainter)
 
-def _draw_depth_profile(ax: Axes, runs: Mapping[str, RunData], metric: str,
+
+def as_groups(runs: Mapping[str, RunData | Sequence[RunData]]) -> dict[str, list[RunData]]:
+    """Label -> the runs drawn as one line: a lone run, or a configuration's replicates."""
+    return {label: [value] if isinstance(value, RunData) else list(value)
+            for label, value in runs.items()}
+
+
+def _has_band(counts: Sequence[float]) -> bool:
+    return bool(len(counts)) and max(counts) > 1
+
+
+def _draw_depth_profile(ax: Axes, groups: Mapping[str, Group], metric: str,
                         colours: Sequence[Colour]) -> bool:
-    """First-epoch (dashed, hollow) and last-epoch (solid) profiles; True if anything drawn."""
+    """First-epoch (dashed, hollow) and last-epoch (solid) profiles: each configuration's
+    geometric mean over its seeds, shaded from the seeds' minimum to maximum; True if drawn."""
     drawn: list[np.ndarray] = []
-    for colour, run in zip(colours, runs.values(), strict=True):
-        means = run_epoch_means(run, metric)
-        if means.empty:
+    for colour, runs in zip(colours, groups.values(), strict=True):
+        with_data = [run for run in runs if not run_epoch_means(run, metric).empty]
+        if not with_data:
             continue
-        finite_epochs = means.loc[np.isfinite(means["mean"]), GradCol.epoch]
-        if finite_epochs.empty:
-            continue
-        kind = fit_kind(run.gradients)
-        first, last = int(finite_epochs.min()), int(finite_epochs.max())
-        for epoch, style, face in ((first, "--", "white"), (last, "-", colour)):
-            rows = means.loc[means[GradCol.epoch] == epoch]
-            rows = rows.sort_values([GradCol.depth, GradCol.layer])
-            main = rows.loc[rows[GradCol.kind] == kind]
-            ax.plot(main[GradCol.depth], main["mean"], linestyle=style, color=colour, linewidth=1.6,
-                    marker=KIND_MARKERS.get(kind, "o"), markersize=3.5, markerfacecolor=face)
-            for other_kind, other in rows.loc[rows[GradCol.kind] != kind].groupby(GradCol.kind):
-                ax.plot(other[GradCol.depth], other["mean"], linestyle="none", color=colour,
+        kind = fit_kind(with_data[0].gradients)
+        epochs = [run_epoch_means(run, metric) for run in with_data]
+        finite = [m.loc[np.isfinite(m["mean"]), GradCol.epoch] for m in epochs]
+        single_epoch = all(f.empty or f.min() == f.max() for f in finite)
+        for which, style, face, alpha in (("first", "--", "white", BAND_ALPHA / 2),
+                                          ("last", "-", colour, BAND_ALPHA)):
+            band = profile_band(with_data, metric, which)
+            if band.empty:
+                break
+            main = band.loc[band[GradCol.kind] == kind]
+            ax.plot(main[GradCol.depth], main["centre"], linestyle=style, color=colour,
+                    linewidth=1.6, marker=KIND_MARKERS.get(kind, "o"), markersize=3.5,
+                    markerfacecolor=face)
+            if _has_band(main["n"].tolist()):
+                ax.fill_between(main[GradCol.depth].to_numpy(dtype="float64"),
+                                main["low"].to_numpy(dtype="float64"),
+                                main["high"].to_numpy(dtype="float64"), color=colour,
+                                alpha=alpha, linewidth=0)
+            for other_kind, other in band.loc[band[GradCol.kind] != kind].groupby(GradCol.kind):
+                ax.plot(other[GradCol.depth], other["centre"], linestyle="none", color=colour,
                         marker=KIND_MARKERS.get(other_kind, "D"), markersize=5,
                         markerfacecolor=face)
-            drawn.append(rows["mean"].to_numpy(dtype="float64"))
-            if first == last:
+            drawn.append(band[["low", "high"]].to_numpy(dtype="float64").ravel())
+            if single_epoch:
                 break
     if not drawn:
         return False
@@ -69,12 +97,14 @@ def _draw_depth_profile(ax: Axes, runs: Mapping[str, RunData], metric: str,
 
 
 def _profile_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
-                    kinds: set[str]) -> None:
+                    kinds: set[str], with_band: bool = False) -> None:
     handles = [Line2D([], [], color=c, linewidth=2, label=plain(label))
                for c, label in zip(colours, labels, strict=True)]
     handles += [Line2D([], [], color="0.3", linestyle="--", marker="o", markerfacecolor="white",
                        label="first epoch"),
                 Line2D([], [], color="0.3", linestyle="-", marker="o", label="last epoch")]
+    if with_band:
+        handles.append(Patch(color="0.3", alpha=BAND_ALPHA, label="seeds' min-max"))
     handles += [Line2D([], [], color="0.3", linestyle="none", marker=KIND_MARKERS[kind],
                        label=f"{kind} (not in fit)")
                 for kind in ("shortcut", "linear") if kind in kinds]
@@ -82,50 +112,64 @@ def _profile_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
 
 
 def plot_depth_profiles(
-    runs: Mapping[str, RunData], metrics: Sequence[str], path: Path, title: str
+    runs: Mapping[str, RunData | Sequence[RunData]], metrics: Sequence[str], path: Path,
+    title: str,
 ) -> Path:
-    """One panel per metric: each run's epoch-mean norm against depth at first and last epoch."""
+    """One panel per metric: each run's (or configuration's, over its seeds) epoch-mean value
+    against depth at the first and last epoch."""
+    groups = as_groups(runs)
     fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.0, left=0.85, right=0.2,
                      top=0.65, bottom=0.55, wspace=0.25)
-    colours = run_colours(len(runs))
-    kinds = set().union(*(set(run.gradients[GradCol.kind].unique()) for run in runs.values()))
+    colours = run_colours(len(groups))
+    kinds = _kinds(groups)
     for index, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), index + 1)
-        if _draw_depth_profile(ax, runs, metric, colours):
+        if _draw_depth_profile(ax, groups, metric, colours):
             ax.set_title(metric_info(metric).label, fontsize=10)
             if index == 0:
-                _profile_legend(ax, list(runs), colours, kinds)
+                _profile_legend(ax, list(groups), colours, kinds, _replicated(groups))
         else:
             no_data(ax, f"no {metric} records")
     return save_figure(fig, path)
 
 
-def _draw_curves(ax_loss: Axes, ax_acc: Axes, runs: Mapping[str, RunData],
+def _kinds(groups: Mapping[str, Group]) -> set[str]:
+    return {kind for runs in groups.values() for run in runs
+            for kind in run.gradients[GradCol.kind].unique()}
+
+
+def _replicated(groups: Mapping[str, Group]) -> bool:
+    return any(len(runs) > 1 for runs in groups.values())
+
+
+def _draw_curves(ax_loss: Axes, ax_acc: Axes, groups: Mapping[str, Group],
                  colours: Sequence[Colour]) -> None:
+    """Per configuration: the mean over seeds per epoch, shaded from the seeds' min to max."""
     losses, accuracies = [], []
-    for colour, run in zip(colours, runs.values(), strict=True):
-        metrics = run.metrics
-        if metrics.empty:
-            continue
-        epochs = metrics[Col.epoch].to_numpy()
-        for column, style in ((Col.train_loss, "-"), (Col.val_loss, "--")):
-            values = metrics[column].to_numpy(dtype="float64")
-            values = np.where(np.isfinite(values), values, np.nan)
-            ax_loss.plot(epochs, values, linestyle=style, color=colour, linewidth=1.6,
-                         marker="o", markersize=3)
-            losses.append(values)
-        for column, style in ((Col.train_acc, "-"), (Col.val_acc, "--")):
-            values = 100.0 * metrics[column].to_numpy(dtype="float64")
-            values = np.where(np.isfinite(values), values, np.nan)
-            ax_acc.plot(epochs, values, linestyle=style, color=colour, linewidth=1.6,
-                        marker="o", markersize=3)
-            accuracies.append(values)
-        if run.state is RunState.DIVERGED:
-            finite = metrics.loc[np.isfinite(metrics[Col.train_loss])]
-            where = finite.iloc[-1] if not finite.empty else None
-            if where is not None:
-                ax_loss.plot([where[Col.epoch]], [where[Col.train_loss]], marker="X", markersize=11,
-                             color=DIVERGED_COLOUR, linestyle="none")
+    for colour, runs in zip(colours, groups.values(), strict=True):
+        for ax, columns, scale, store in ((ax_loss, (Col.train_loss, Col.val_loss), 1.0, losses),
+                                          (ax_acc, (Col.train_acc, Col.val_acc), 100.0,
+                                           accuracies)):
+            for column, style in zip(columns, ("-", "--"), strict=True):
+                band = curve_band(runs, column)
+                if band.empty:
+                    continue
+                epochs = band["epoch"].to_numpy(dtype="float64")
+                ax.plot(epochs, scale * band["centre"], linestyle=style, color=colour,
+                        linewidth=1.6, marker="o", markersize=3)
+                if _has_band(band["n"].tolist()):
+                    ax.fill_between(epochs, scale * band["low"].to_numpy(dtype="float64"),
+                                    scale * band["high"].to_numpy(dtype="float64"),
+                                    color=colour, alpha=BAND_ALPHA / (1 if style == "-" else 2),
+                                    linewidth=0)
+                store.append(scale * band[["low", "high"]].to_numpy(dtype="float64").ravel())
+        for run in runs:
+            if run.state is RunState.DIVERGED and not run.metrics.empty:
+                finite = run.metrics.loc[np.isfinite(run.metrics[Col.train_loss])]
+                if not finite.empty:
+                    where = finite.iloc[-1]
+                    ax_loss.plot([where[Col.epoch]], [where[Col.train_loss]], marker="X",
+                                 markersize=11, color=DIVERGED_COLOUR, linestyle="none")
     loss_values = np.concatenate(losses) if losses else np.array([])
     positive = finite_positive(loss_values)
     if positive.size and positive.max() / positive.min() > 100:
@@ -147,53 +191,60 @@ def _draw_curves(ax_loss: Axes, ax_acc: Axes, runs: Mapping[str, RunData],
 
 
 def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
-                  runs: Mapping[str, RunData], *, with_runs: bool = True) -> None:
+                  groups: Mapping[str, Group], *, with_runs: bool = True) -> None:
     """Line styles (train, validation, divergence), and the run colours unless another panel
     of the figure already names them."""
     handles = [Line2D([], [], color=c, linewidth=2, label=plain(label))
                for c, label in zip(colours, labels, strict=True)] if with_runs else []
     handles += [Line2D([], [], color="0.3", linestyle="-", label="train"),
                 Line2D([], [], color="0.3", linestyle="--", label="validation")]
-    if any(run.state is RunState.DIVERGED for run in runs.values()):
+    if _replicated(groups):
+        handles.append(Patch(color="0.3", alpha=BAND_ALPHA, label="mean; band: seeds' min-max"))
+    if any(run.state is RunState.DIVERGED for runs in groups.values() for run in runs):
         handles.append(Line2D([], [], color=DIVERGED_COLOUR, marker="X", linestyle="none",
                               label="diverged after this point"))
     ax.legend(handles=handles, fontsize=8.5, loc="best", ncol=1 if len(handles) <= 8 else 2)
 
 
-def plot_training_curves(runs: Mapping[str, RunData], path: Path, title: str) -> Path:
-    """Loss and accuracy against epoch, train (solid) and validation (dashed), all runs."""
+def plot_training_curves(runs: Mapping[str, RunData | Sequence[RunData]], path: Path,
+                         title: str) -> Path:
+    """Loss and accuracy against epoch, train (solid) and validation (dashed): each run, or
+    each configuration's mean over its seeds with the seeds' min-max band."""
+    groups = as_groups(runs)
     fig = new_figure(plain(title), 12, 4.6, left=0.75, right=0.2, top=0.65, bottom=0.55,
                      wspace=0.2)
     ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    colours = run_colours(len(runs))
-    _draw_curves(ax_loss, ax_acc, runs, colours)
+    colours = run_colours(len(groups))
+    _draw_curves(ax_loss, ax_acc, groups, colours)
     ax_loss.set_title("loss", fontsize=10)
     ax_acc.set_title("accuracy", fontsize=10)
-    _curve_legend(ax_acc, list(runs), colours, runs)
+    _curve_legend(ax_acc, list(groups), colours, groups)
     return save_figure(fig, path)
 
 
-def plot_experiment(runs: Mapping[str, RunData], metric: str, path: Path, title: str) -> Path:
+def plot_experiment(runs: Mapping[str, RunData | Sequence[RunData]], metric: str, path: Path,
+                    title: str) -> Path:
     """An experiment's variants side by side: depth profile on top, loss and accuracy below.
 
     Two rows rather than three panels in a row, so the figure stays legible at page width.
+    A variant with several seeds is drawn as its mean with the seeds' min-max band.
     """
+    groups = as_groups(runs)
     fig = new_figure(plain(title), 11.5, 8.6, left=0.85, right=0.2, top=0.65, bottom=0.55,
                      wspace=0.22)
     fig.subplots_adjust(hspace=0.32)
     grid = fig.add_gridspec(2, 2)
     ax_profile = fig.add_subplot(grid[0, :])
     ax_loss, ax_acc = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
-    colours = run_colours(len(runs))
-    kinds = set().union(*(set(run.gradients[GradCol.kind].unique()) for run in runs.values()))
-    profile_drawn = _draw_depth_profile(ax_profile, runs, metric, colours)
+    colours = run_colours(len(groups))
+    profile_drawn = _draw_depth_profile(ax_profile, groups, metric, colours)
     if profile_drawn:
-        _profile_legend(ax_profile, list(runs), colours, kinds)
+        _profile_legend(ax_profile, list(groups), colours, _kinds(groups), _replicated(groups))
         ax_profile.set_title("depth profile", fontsize=10)
     else:
         no_data(ax_profile, f"no {metric} records")
-    _draw_curves(ax_loss, ax_acc, runs, colours)
+    _draw_curves(ax_loss, ax_acc, groups, colours)
     ax_loss.set_title("loss", fontsize=10)
     ax_acc.set_title("accuracy", fontsize=10)
-    _curve_legend(ax_acc, list(runs), colours, runs, with_runs=not profile_drawn)
+    _curve_legend(ax_acc, list(groups), colours, groups, with_runs=not profile_drawn)
     return save_figure(fig, path)
