@@ -97,12 +97,15 @@ def test_report_states_the_measured_numbers(study: tuple[Path, dict[str, Path]])
 
 def test_report_compares_twins(study: tuple[Path, dict[str, Path]]) -> None:
     text = (study[0] / "report.md").read_text(encoding="utf-8")
-    assert ("first-epoch first-to-last ratio plain against residual: twin.plain 8 against "
-            "twin.residual 1.") in text
+    assert ("first-epoch first-to-last ratio plain against residual: twin.plain 8 (n=1) against "
+            "twin.residual 1 (n=1).") in text
     assert "The residual run's ratio is closer to 1 (more even gradient flow) in 1 of 1 pair, " \
-           "as predicted" in text
+           "as predicted." in text
     assert ("first-epoch first-to-last ratio without against batch-normalised: vgg\\_deep "
-            "0.0625 against vgg\\_bn 0.656.") in text
+            "0.0625 (n=1) against vgg\\_bn 0.656 (n=1).") in text
+    # one seed a side: the accuracy difference is stated but not called
+    assert ("Best validation accuracy: twin.residual 70.0% (n=1) against twin.plain 70.0% (n=1); "
+            "the difference (+0.0 points) cannot be separated from noise") in text
     # Yang et al.: plain nets with batch norm, gradients at initialisation
     assert ("(ratio above 1) in plain batch-normalised twin.plain (8); not in vgg\\_bn (0.656). "
             "That growth towards the input is what Yang et al. (2019) predict") in text

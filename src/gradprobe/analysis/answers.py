@@ -7,6 +7,7 @@ import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
+from gradprobe.analysis import group_findings
 from gradprobe.analysis.findings import (
     distance_from_one,
     fit_sentence,
@@ -14,7 +15,9 @@ from gradprobe.analysis.findings import (
     ratio_sentence,
 )
 from gradprobe.analysis.format import fmt_r2, fmt_ratio, join_words, plural
+from gradprobe.analysis.groups import strip_seed
 from gradprobe.analysis.load import RunData, StudyData
+from gradprobe.analysis.replicates import Estimate, estimate, ratio_estimate
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, RunAnalysis
 
 
@@ -146,28 +149,40 @@ def match_residual_twins(study: StudyData, names: Sequence[str]) -> list[tuple[s
 
 def _pair_sentences(pairs: Sequence[tuple[str, str]], summaries: Mapping[str, RunAnalysis],
                     without: str, with_: str, differ: str, *, predicted: bool) -> list[str]:
-    """"Twins that differ only in X: a r against b r; ... closer to even in k of n pairs."""
-    def ratio(name: str) -> str:
-        return f"{name} {fmt_ratio(summaries[name].first.ratio)}"
+    """"Twins that differ only in X: a r against b r; ... closer to even in k of n pairs", then
+    each twin's accuracy difference as `replicates.compare` calls it over the seeds.
 
-    listed = "; ".join(f"{ratio(a)} against {ratio(b)}" for a, b in pairs)
-    closer = sum(distance_from_one(summaries[b].first.ratio)
-                 < distance_from_one(summaries[a].first.ratio) for a, b in pairs)
-    better = [(a, b) for a, b in pairs if summaries[a].best_val_acc is not None
-              and summaries[b].best_val_acc is not None]
-    higher = sum(summaries[b].best_val_acc > summaries[a].best_val_acc for a, b in better)
+    Pairs of one seed each are merged per twin configuration (names without their seed)."""
+    twins: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        twins.setdefault((strip_seed(a), strip_seed(b)), []).append((a, b))
+
+    def ratios(names: Sequence[str]) -> Estimate:
+        return ratio_estimate([summaries[n].first.ratio for n in names])
+
+    def accuracy(names: Sequence[str]) -> Estimate:
+        return estimate([summaries[n].best_val_acc for n in names])
+
+    listed, closer, accuracy_texts = [], 0, []
+    for (a, b), members in twins.items():
+        plain_runs, with_runs = [m[0] for m in members], [m[1] for m in members]
+        a_ratio, b_ratio = ratios(plain_runs), ratios(with_runs)
+        listed.append(f"{a} {group_findings.fmt(a_ratio)} against {b} "
+                      f"{group_findings.fmt(b_ratio)}")
+        closer += distance_from_one(b_ratio.centre) < distance_from_one(a_ratio.centre)
+        a_acc, b_acc = accuracy(plain_runs), accuracy(with_runs)
+        if a_acc.n and b_acc.n:
+            accuracy_texts.append(group_findings.difference(
+                b, b_acc, a, a_acc, what="Best validation accuracy", percent=True))
     sentences = [f"Runs that differ only in {differ}, first-epoch first-to-last ratio "
-                 f"{without} against {with_}: {listed}."]
+                 f"{without} against {with_}: {'; '.join(listed)}."]
     text = (f"The {with_} run's ratio is closer to 1 (more even gradient flow) in {closer} of "
-            f"{plural(len(pairs), 'pair')}")
+            f"{plural(len(twins), 'pair')}")
     if predicted:  # only where theory predicts more even flow (the identity path)
-        text += (", as predicted" if 2 * closer > len(pairs)
+        text += (", as predicted" if 2 * closer > len(twins)
                  else ", so these data do not show the predicted benefit" if closer == 0
                  else ", so the data are mixed")
-    if better:
-        text += (f"; the {with_} run's best validation accuracy is higher in {higher} of "
-                 f"{len(better)}")
-    return [*sentences, text + "."]
+    return [*sentences, text + ".", *accuracy_texts]
 
 
 def residual_sentences(study: StudyData, summaries: Mapping[str, RunAnalysis]) -> list[str]:

@@ -8,6 +8,7 @@ import math
 from gradprobe.analysis import tables
 from gradprobe.analysis.format import fmt_db, fmt_pct
 from gradprobe.analysis.load import StudyData
+from gradprobe.analysis.replicates import MIN_SEEDS_TO_COMPARE, SIGNIFICANCE
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS
 from gradprobe.analysis.text import Block, bullets, h3, p, table
 from gradprobe.metrics import metric_info
@@ -39,7 +40,28 @@ def method_blocks(study: StudyData, metric: str, target_acc: float) -> list[Bloc
         "and the fit; in a net without convs, its linear layers are used.",
         f"Epochs to target: the first epoch whose validation accuracy reaches "
         f"{fmt_pct(target_acc)}.",
+        *REPLICATE_RULE,
     ])]
+
+
+# The rule of gradprobe.analysis.replicates, in the report's words.
+REPLICATE_RULE = (
+    "Replicates: a configuration is the set of runs that differ only by seed (the seed sets the "
+    "initialisation and the batch order; the data split is the same for every run). Each number "
+    "a table compares is given over its seeds as mean [95% interval] (n).",
+    "Scores (accuracies, dB per layer) are summarised by their arithmetic mean and a Student-t "
+    "95% interval, mean ± t(0.975, n−1)·s/√n; ratios (first-to-last ratios, decay factors, "
+    "weight distances), which span decades, by their geometric mean and the same interval "
+    "computed on log10 and transformed back.",
+    f"A difference between two configurations is called only when Welch's t-test (unequal "
+    f"variances; on log10 for ratios) gives p < {SIGNIFICANCE:g} with at least "
+    f"{MIN_SEEDS_TO_COMPARE} seeds on each side; otherwise it is reported as within "
+    "seed-to-seed variation, and with one seed on either side as not separable from noise.",
+    "Figures draw a configuration as the mean over its seeds (geometric for norms) with a "
+    "shaded band from the seeds' minimum to their maximum.",
+    "Weight distance: ‖W_t − W_0‖/‖W_0‖ of each probed layer's weight after the last step of "
+    "each epoch, how far the layer has moved from its initialisation.",
+)
 
 
 def overview_blocks(study: StudyData) -> list[Block]:
@@ -90,12 +112,17 @@ def setup_blocks(study: StudyData) -> list[Block]:
                          "init", "conv layers", "linear layers", "parameters"],
                         [[row[key] for key in keys] for row in rows]))
     blocks.append(h3("Training setup"))
-    keys = ["epochs", "batch", "optimizer", "lr", "momentum", "scheduler", "seed", "device"]
-    groups: dict[tuple[str, ...], list[str]] = {}  # one row per distinct setup
+    keys = ["epochs", "batch", "optimizer", "lr", "momentum", "scheduler", "device"]
+    groups: dict[tuple[str, ...], list[str]] = {}  # one row per distinct setup, seeds merged
+    seeds: dict[tuple[str, ...], list[str]] = {}
     for row in tables.training_rows(study):
-        groups.setdefault(tuple(row[key] for key in keys), []).append(row["run"])
+        setup = tuple(row[key] for key in keys)
+        groups.setdefault(setup, []).append(row["run"])
+        if row["seed"] not in seeds.setdefault(setup, []):
+            seeds[setup].append(row["seed"])
     rows = [[f"all {len(names)} runs" if len(groups) == 1 and len(names) > 1
-             else ", ".join(names), *setup] for setup, names in groups.items()]
+             else ", ".join(names), *setup[:-1], ", ".join(seeds[setup]), setup[-1]]
+            for setup, names in groups.items()]
     blocks.append(table(["runs", "epochs", "batch", "optimiser", "learning rate", "momentum",
                          "schedule", "seed", "device"], rows))
     return blocks
