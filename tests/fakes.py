@@ -69,6 +69,7 @@ def write_run(
     model: dict | None = None, model_info: dict | None = None,
     metrics: Sequence[str] = ("weight_grad_norm", "output_grad_norm"),
     files: Sequence[str] = ("config", "status", "metrics", "gradients", "summary"),
+    seed: int = 0,
 ) -> Path:
     """Write one run directory. A diverged run's gradients stop at `diverged_step` (NaN there)
     and its last metrics row holds NaN losses, as the trainer writes them."""
@@ -96,7 +97,7 @@ def write_run(
                          "seed": 0},
                 "train": {"epochs": epochs, "batch_size": 32, "lr": 0.01, "momentum": 0.0,
                           "optimizer": "sgd", "scheduler": "step", "step_size": 5, "gamma": 0.5,
-                          "seed": 0, "device": "cpu"},
+                          "seed": seed, "device": "cpu"},
                 "probe": {"metrics": list(metrics), "every": 1}},
         "model_info": info,
         # as the trainer writes it: the class -> index mapping and images per class and split

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
 
+from fakes import vgg_layers, write_run, write_study
+from gradprobe import record
+from gradprobe.analysis import load_study, summarize_run, write_report
+from gradprobe.analysis.figures import compare as compare_figures
+from gradprobe.analysis.group_findings import SINGLE_SEED_NOTE, difference
+from gradprobe.analysis.groups import (
+    group_configurations,
+    strip_seed,
+    summarize_configurations,
+)
 from gradprobe.analysis.replicates import (
     Verdict,
     compare,
@@ -64,3 +77,150 @@ def test_ratios_are_compared_on_log10() -> None:
     assert result.factor == pytest.approx(2e-3 / 1.0)
     with pytest.raises(ValueError, match="ratio with a ratio"):
         compare(ratio_estimate([1.0, 2.0]), estimate([1.0, 2.0]))
+
+
+# ---------------------------------------------------------------------------- configurations
+# Two configurations x three seeds, written as the trainer would; every number below is worked
+# out by hand from what the fakes write.
+BEST_A = (0.60, 0.65, 0.70)  # vgg_deep's best validation accuracy per seed
+BEST_B = (0.90, 0.92, 0.94)  # vgg_bn's
+FACTOR_A = (0.5, 0.6, 0.7)  # vgg_deep's norms change by this factor per layer, per seed
+METRICS = ("weight_grad_norm", "output_grad_norm", "weight_distance")
+
+
+def _t_interval(values: tuple[float, ...]) -> tuple[float, float, float]:
+    """Naive mean and 95% t-interval for three values (2 degrees of freedom)."""
+    mean = sum(values) / len(values)
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = T_975_DF2 * s / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("replicated")
+    names, spec_runs = [], []
+    for seed, (best_a, best_b, factor) in enumerate(zip(BEST_A, BEST_B, FACTOR_A, strict=True)):
+        a, b = f"vgg_deep,seed={seed}", f"vgg_bn,seed={seed}"
+        write_run(root / "runs", a, layers=vgg_layers(5), seed=seed, metrics=METRICS,
+                  val_acc=[0.3, 0.5, best_a],
+                  norm_of=lambda d, k, e, s, m, f=factor: f ** (4 - d))
+        write_run(root / "runs", b, layers=vgg_layers(5), seed=seed, metrics=METRICS,
+                  val_acc=[0.3, 0.5, best_b], model={"norm": "batch"},
+                  model_info={"norm": "batch"}, norm_of=lambda d, k, e, s, m: 1.0)
+        names += [a, b]
+        spec_runs += [{"name": a, "configuration": "vgg_deep"},
+                      {"name": b, "configuration": "vgg_bn"}]
+    experiment = {"name": "bn", "title": "Batch norm", "axes": {"norm": ["none", "batch"]},
+                  "runs": names, "labels": {n: "norm=none" if n.startswith("vgg_deep")
+                                            else "norm=batch" for n in names}}
+    write_study(root, names, comparison=names, experiments=[experiment])
+    spec = record.read_run_file(root / record.STUDY_FILE)
+    record.write_study_file(root, {**spec, "runs": spec_runs, "seeds": [0, 1, 2]})
+    write_report(root)
+    return root
+
+
+def test_runs_that_differ_only_by_seed_form_one_configuration(replicated: Path) -> None:
+    study = load_study(replicated)
+    groups = group_configurations(study)
+    assert [(g.name, g.seeds) for g in groups] == [("vgg_deep", (0, 1, 2)), ("vgg_bn", (0, 1, 2))]
+    labels = {n: "x" if n.startswith("vgg_deep") else "y" for n in study.runs}
+    assert [g.name for g in group_configurations(study, labels=labels)] == ["x", "y"]
+    # the same config under the same seed is not a replicate: each run stays its own
+    for name in ("p", "q"):
+        write_run(replicated / "other" / "runs", name)
+    write_study(replicated / "other", ["p", "q"])
+    assert [g.runs for g in group_configurations(load_study(replicated / "other"))] == [
+        ("p",), ("q",)]
+
+
+def test_configuration_numbers_match_a_naive_computation(replicated: Path) -> None:
+    study = load_study(replicated)
+    summaries = {name: summarize_run(run) for name, run in study.runs.items()}
+    deep, bn = summarize_configurations(study, summaries)
+    mean, low, high = _t_interval(BEST_A)
+    assert (deep.best_val_acc.centre, deep.best_val_acc.low, deep.best_val_acc.high) == \
+        pytest.approx((mean, low, high))
+    assert deep.test_acc.centre == pytest.approx(mean)  # the fakes test at the last epoch
+    logs = tuple(4 * math.log10(f) for f in FACTOR_A)  # ratio first/last conv = f ** 4
+    log_mean, log_low, log_high = _t_interval(logs)
+    assert (deep.ratio_first.centre, deep.ratio_first.low, deep.ratio_first.high) == \
+        pytest.approx((10 ** log_mean, 10 ** log_low, 10 ** log_high))
+    db = tuple(10 * math.log10(f) for f in FACTOR_A)  # dB per layer going back
+    assert deep.db_first.centre == pytest.approx(sum(db) / 3)
+    assert bn.ratio_first.centre == pytest.approx(1.0) and bn.ratio_first.n == 3
+
+
+def test_tables_and_findings_give_intervals_and_call_differences_by_the_rule(
+        replicated: Path) -> None:
+    text = (replicated / "report.md").read_text(encoding="utf-8")
+    mean, low, high = _t_interval(BEST_A)
+    cell = f"{100 * mean:.1f}% \\[{100 * low:.1f}, {100 * high:.1f}\\] (n=3)"  # escaped
+    assert f"| vgg\\_deep | 3 | 3 completed | {cell} |" in text
+    # BEST_B against BEST_A: Welch's t = 8.4 on ~2.6 degrees of freedom, p ~ 0.005
+    assert ("vgg\\_bn is higher (+27.0 points), beyond seed-to-seed variation (Welch p = "
+            in text)
+    key = text.split("## Key findings")[1].split("## How the numbers")[0]
+    assert "2 configurations, each trained with up to 3 seeds" in key
+    assert 5 <= key.count("\n- ") <= 8
+    # the input side moved f**4 as far as the output side: slowest, beyond seed variation
+    assert "the input side learned slowest" in text
+    # the rule is stated (Markdown escapes "<" as &lt;)
+    assert "Welch's t-test (unequal variances; on log10 for ratios) gives p &lt; 0.05" in text
+
+
+def test_overlapping_seeds_are_within_seed_to_seed_variation() -> None:
+    first, second = estimate([0.60, 0.80, 0.70]), estimate([0.65, 0.75, 0.72])
+    sentence = difference("a", first, "b", second, what="Accuracy", percent=True)
+    assert "within seed-to-seed variation" in sentence
+    assert "cannot be separated from noise" in difference(
+        "a", estimate([0.6]), "b", estimate([0.9]), what="Accuracy", percent=True)
+
+
+def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    captured: list[Figure] = []
+    monkeypatch.setattr(compare_figures, "save_figure",
+                        lambda fig, path: captured.append(fig) or path)
+    return captured
+
+
+@pytest.mark.parametrize("replicates", [True, False])
+def test_figures_draw_a_band_only_for_replicates(replicated: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 replicates: bool) -> None:
+    study = load_study(replicated)
+    groups = {g.name: [study.runs[n] for n in g.runs] for g in group_configurations(study)}
+    if not replicates:
+        groups = {name: runs[:1] for name, runs in groups.items()}
+    captured = _captured_figure(monkeypatch)
+    compare_figures.plot_training_curves(groups, tmp_path / "curves.png", "curves")
+    compare_figures.plot_depth_profiles(groups, ["weight_grad_norm", "weight_distance"],
+                                        tmp_path / "profile.png", "profile")
+    compare_figures.plot_experiment(groups, "weight_grad_norm", tmp_path / "exp.png", "exp")
+    for fig in captured:
+        bands = [artist for ax in fig.axes for artist in ax.collections
+                 if isinstance(artist, PolyCollection)]
+        lines = [line for ax in fig.axes for line in ax.lines]
+        assert lines  # the mean lines are always drawn
+        assert bool(bands) is replicates
+
+
+def test_a_single_seed_study_says_it_cannot_separate_differences(tmp_path: Path) -> None:
+    for name, best in (("a", 0.6), ("b", 0.9)):
+        write_run(tmp_path / "runs", name, val_acc=[0.3, 0.5, best],
+                  model={"name": name})
+    write_study(tmp_path, ["a", "b"], comparison=["a", "b"])
+    text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
+    key = text.split("## Key findings")[1].split("## How the numbers")[0]
+    assert SINGLE_SEED_NOTE.split(",")[0] in key  # "Each configuration ran with one seed"
+    assert "cannot be separated from noise with fewer than two seeds a side" in text
+    assert "beyond seed-to-seed variation" not in text
+
+
+@pytest.mark.parametrize(("name", "stripped"), [
+    ("e.norm=batch,seed=1", "e.norm=batch"), ("vgg_deep,seed=2", "vgg_deep"),
+    ("e.seed=1,norm=batch", "e.norm=batch"), ("seed=1,norm=batch", "norm=batch"),
+    ("seed=3", "all seeds"), ("myseed=1", "myseed=1"), ("vgg_deep", "vgg_deep")])
+def test_strip_seed(name: str, stripped: str) -> None:
+    assert strip_seed(name) == stripped

@@ -206,11 +206,11 @@ def curve_band(runs: Sequence[RunData], column: str) -> pd.DataFrame:
 
 def end_layer_values(run: RunData, metric: str, first: str, last: str
                      ) -> tuple[float, float] | None:
-    """`metric` of layers `first` and `last` at the run's last recorded epoch (None if absent)."""
+    """`metric` of layers `first` and `last` at the run's last recorded step (None if absent)."""
     rows = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     if rows.empty:
         return None
-    at = rows.loc[rows[GradCol.epoch] == rows[GradCol.epoch].max()].set_index(GradCol.layer)
+    at = rows.loc[rows[GradCol.step] == rows[GradCol.step].max()].set_index(GradCol.layer)
     if first not in at.index or last not in at.index:
         return None
     values = float(at.at[first, GradCol.value]), float(at.at[last, GradCol.value])
