@@ -312,3 +312,97 @@ def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
     assert "has no depth option" in status["message"]
     assert "Traceback" in status["traceback"]
     assert "broken" in (tmp_path / "study" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------- replicates
+def test_seeds_give_each_run_one_directory_per_seed_and_keep_the_split() -> None:
+    spec = load_spec({
+        "name": "seeded", "seeds": [0, 1, 2],
+        "runs": [{"model": "vgg_deep"}],
+        "comparison": {"runs": ["vgg_deep"]},
+        "experiments": [{"name": "bn", "base": {"model": "vgg_deep"},
+                         "axes": {"norm": ["none", "batch"]}}],
+    })
+    study = plan_study(spec, preset="smoke")
+    names = [run.name for run in study.runs]
+    assert names == ["vgg_deep,seed=0", "vgg_deep,seed=1", "vgg_deep,seed=2",
+                     "bn.norm=batch,seed=0", "bn.norm=batch,seed=1", "bn.norm=batch,seed=2"]
+    assert [run.config.train.seed for run in study.runs] == [0, 1, 2, 0, 1, 2]
+    assert {run.config.data.seed for run in study.runs} == {0}  # the split never varies
+    assert [run.configuration for run in study.runs[:3]] == ["vgg_deep"] * 3
+    # bn.norm=none is vgg_deep under every seed: trained once per seed, shared
+    assert study.experiments[0]["runs"][:3] == names[:3]
+    assert study.comparison == {"title": "Model comparison", "runs": names[:3]}
+    written = study.to_yaml_dict()
+    assert written["seeds"] == [0, 1, 2]
+    assert written["runs"][3]["configuration"] == "bn.norm=batch"
+
+
+def test_seed_as_an_axis_and_the_preset_seeds() -> None:
+    spec = load_spec({"name": "axis", "experiments": [
+        {"name": "e", "base": {"model": "mlp"}, "axes": {"depth": [2], "seed": [3, 4]}}]})
+    study = plan_study(spec, preset="smoke")  # smoke declares no seeds: one run per config
+    assert [(r.name, r.config.train.seed) for r in study.runs] == [
+        ("e.depth=2,seed=3", 3), ("e.depth=2,seed=4", 4)]
+    quick = plan_study(load_spec({"name": "q", "runs": [{"model": "mlp"}]}), preset="quick")
+    assert [r.name for r in quick.runs] == ["mlp,seed=0", "mlp,seed=1", "mlp,seed=2"]
+    one = plan_study(load_spec({"name": "q", "seeds": [7], "runs": [{"model": "mlp"}]}),
+                     preset="quick")
+    assert [(r.name, r.config.train.seed) for r in one.runs] == [("mlp", 7)]  # no suffix
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"name": "s", "seeds": [1, 1], "runs": [{"model": "mlp"}]}, "seeds must be distinct"),
+    ({"name": "s", "seeds": [], "runs": [{"model": "mlp"}]}, "at least 1 item"),
+])
+def test_bad_seeds_are_input_errors(spec: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_spec(spec)
+
+
+def test_seeds_and_a_seed_axis_together_are_refused() -> None:
+    spec = load_spec({"name": "s", "seeds": [0, 1], "experiments": [
+        {"name": "e", "base": {"model": "mlp"}, "axes": {"seed": [3, 4]}}]})
+    with pytest.raises(InputError, match="declare replicates once"):
+        plan_study(spec, preset="smoke")
+
+
+def test_a_seed_changes_initialisation_and_batch_order_not_the_split() -> None:
+    from gradprobe.config import DataConfig
+    from gradprobe.data import BatchLoader, load_dataset_from_config
+    from gradprobe.models import build_model
+
+    spec = load_spec({"name": "s", "seeds": [0, 1], "data": {"image_size": 16,
+                                                             "images_per_class": 8},
+                      "runs": [{"model": "plain_stack", "options": {"depth": 3}}]})
+    first, second = plan_study(spec, preset="smoke").runs
+    assert first.config.data == second.config.data  # the split's config is the same
+    splits = load_dataset_from_config(DataConfig(**first.config.data.model_dump()))
+    weights, orders = [], []
+    for run in (first, second):
+        torch.manual_seed(run.config.train.seed)  # as the trainer seeds before building
+        model = build_model("plain_stack", depth=3, width=0.25, num_classes=splits.num_classes)
+        weights.append(next(model.parameters()).detach().clone())
+        loader = BatchLoader(splits.train, shuffle=True, batch_size=4, mean=splits.mean,
+                             std=splits.std, device=torch.device("cpu"),
+                             seed=run.config.train.seed)
+        orders.append(torch.cat([labels for _, labels in loader.epoch(0)]))
+    assert not torch.equal(*weights)  # another initialisation
+    assert sorted(orders[0].tolist()) == sorted(orders[1].tolist())  # the same images...
+    assert not torch.equal(*orders)  # ...in another order
+
+
+def test_replicates_trained_by_a_study_share_their_data(tmp_path: Path) -> None:
+    spec = {**two_run_spec(max_steps_per_epoch=2), "seeds": [0, 1], "train": {
+        "epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2}}
+    spec["runs"] = spec["runs"][:1]
+    spec["comparison"] = {"runs": ["plain_stack"]}
+    run_study(spec, tmp_path / "s", preset="smoke", write_report=False)
+    configs = [json.loads((tmp_path / "s" / "runs" / f"plain_stack,seed={seed}" /
+                           "config.json").read_text()) for seed in (0, 1)]
+    assert configs[0]["data_info"]["fingerprint"] == configs[1]["data_info"]["fingerprint"]
+    assert [c["run"]["train"]["seed"] for c in configs] == [0, 1]
+    gradients = run_gradients(tmp_path / "s")
+    first_step = [frame.loc[(frame["step"] == 0) & (frame["metric"] == "weight_grad_norm"),
+                            "value"].to_numpy() for frame in gradients.values()]
+    assert not np.array_equal(*first_step)  # another init and batch: another gradient
