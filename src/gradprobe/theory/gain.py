@@ -12,7 +12,8 @@ multiplies the squared norm of the WHOLE gradient tensor, E||g||^2, by Var(w) * 
 entry of g_{l+1} reaches fan_in inputs through distinct weights (also for a strided conv). Per
 unit (an RMS) the factor is Var(w) * fan_out instead (Glorot & Bengio 2010's backward
 condition); the two agree when fan_in = fan_out, and gradprobe's probe reports norms. Not
-modelled: finite width, finite batch, zero-padding at image borders, pooling, and training moving the weights.
+modelled: finite width, finite batch, zero-padding at image borders, pooling, and training
+moving the weights.
 
 A weight-gradient profile is NOT this profile: ||dL/dW_l|| also carries the size of the layer's
 input, sqrt(E[a_{l-1}^2]), which the forward pass sets (see `ChainTheory.input_second_moments`).

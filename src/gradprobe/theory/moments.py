@@ -33,7 +33,8 @@ def _gelu(z: np.ndarray) -> np.ndarray:
 
 def _gelu_prime(z: np.ndarray) -> np.ndarray:
     # d/dz [z Phi(z)] = Phi(z) + z phi(z)
-    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0))) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    density = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return 0.5 * (1.0 + _erf(z / math.sqrt(2.0))) + z * density
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -55,7 +56,8 @@ def _nodes() -> tuple[np.ndarray, np.ndarray]:
 
 def check_activation(activation: str) -> None:
     if activation not in ACTIVATIONS:
-        raise ValueError(f"no theory for activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        known = ", ".join(ACTIVATIONS)
+        raise ValueError(f"no theory for activation {activation!r}; known: {known}")
 
 
 def gaussian_moments(activation: str, q: float) -> tuple[float, float]:

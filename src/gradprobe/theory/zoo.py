@@ -56,9 +56,10 @@ def describe_chain(
     points = [point for point in model.probe_points if point.kind != "shortcut"]
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
-    def remember(name: str):  # noqa: ANN202  (a hook factory)
-        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            shapes[name] = (tuple(inputs[0].shape), tuple(output.shape))
+    def remember(name: str) -> Any:
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+                 ) -> None:
+            shapes[name] = (tuple(inputs[0].shape), tuple(output.shape))  # (input, output)
 
         return hook
 
