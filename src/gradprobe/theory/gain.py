@@ -127,18 +127,14 @@ def propagate_chain(
 ) -> ChainTheory:
     """Forward variances and backward gains of a plain chain (no skips) of `layers`.
 
-    Every layer but the last is followed by its norm and `activation`. Without norm: q_i =
-    Var(w_i) fan_in_i E[a_{i-1}^2] + Var(b_i) and gain_i^2 = Var(w_{i+1}) fan_in_{i+1}
-    E[phi'(z_i)^2] (Poole et al. 2016; Schoenholz et al. 2017). With batch norm after every
-    layer (ReLU only, Yang et al. 2019): z_i is divided by its batch std sigma_i, sigma_i^2 =
-    Var(w_i) fan_in_i Var(a_{i-1}), and gain_i^2 = Var(w_{i+1}) fan_in_{i+1} E[phi'(h)^2] /
-    sigma_i^2 with h ~ N(0, 1); for equal layers this is pi / (pi - 1).
+    Every layer but the last is followed by its norm and `activation`. Without a norm after
+    layer i: q_i = Var(w_i) fan_in_i E[a_{i-1}^2] + Var(b_i) and gain_i^2 = Var(w_{i+1})
+    fan_in_{i+1} E[phi'(z_i)^2] (Poole et al. 2016; Schoenholz et al. 2017). With batch norm
+    after layer i (ReLU only, Yang et al. 2019): z_i is divided by its batch std sigma_i,
+    sigma_i^2 = Var(w_i) fan_in_i Var(a_{i-1}), and gain_i^2 = Var(w_{i+1}) fan_in_{i+1}
+    E[phi'(h)^2] / sigma_i^2 with h ~ N(0, 1); for equal layers this is pi / (pi - 1).
     """
-    norms = {layer.norm for layer in layers[:-1]}
-    if norms - {"none", "batch"} or len(norms) > 1:
-        raise ValueError(f"a chain must use one norm throughout, got {sorted(norms)}")
-    batch_norm = norms == {"batch"}
-    if batch_norm and activation != "relu":
+    if activation != "relu" and any(layer.norm == "batch" for layer in layers[:-1]):
         raise ValueError("the batch-norm result (Yang et al. 2019) is for ReLU only")
     variances, moments, gains = [], [], []
     second_moment, input_variance = input_second_moment, input_second_moment  # centred inputs
@@ -148,13 +144,16 @@ def propagate_chain(
         q = var_w * layer.fan_in * second_moment + bias_variance(init, layer)
         variances.append(q)
         moments.append(second_moment)
-        if batch_norm:
+        if layer.norm == "batch":
             scales.append(var_w * layer.fan_in * input_variance)  # sigma_i^2, the batch variance
             second_moment, phi_prime2 = gaussian_moments(activation, 1.0)
             input_variance = variance_after(activation, 1.0)
-        else:
+        elif layer.norm == "none":
             scales.append(1.0)
             second_moment, phi_prime2 = gaussian_moments(activation, q)
+            input_variance = variance_after(activation, q)
+        else:
+            raise ValueError(f"no theory for norm {layer.norm!r}; known: none, batch")
         derivative_moments.append(phi_prime2)
     for index in range(len(layers) - 1):
         following = layers[index + 1]

@@ -91,16 +91,19 @@ def predict_chain(
     norms = {layer.norm for layer in layers[:-1]}
     if "batch" in norms and activation != "relu":
         return NoPrediction(NO_BATCH_NORM_RESULT.format(activation=activation))
-    if len(norms) > 1:
-        return NoPrediction(f"layers mix norms {sorted(norms)}: no result for a mixed chain")
     theory = propagate_chain(layers, activation, init, input_second_moment)
-    gains = tuple(None if index + 1 in pooled_before else gain
-                  for index, gain in enumerate(theory.gains))
+    # No gain across a pooling layer. For ReLU-like activations the gain does not depend on the
+    # signal's variance, so the layers after a pool are still predicted; for tanh, sigmoid and
+    # GELU it does, and the pooled variance is not modelled: nothing after the first pool.
+    first_pool = min(pooled_before, default=len(layers))
+    homogeneous = activation in CLOSED_FORM or norms == {"batch"}
+    gains = tuple(None if index + 1 in pooled_before or (not homogeneous and index >= first_pool)
+                  else gain for index, gain in enumerate(theory.gains))
     known = [gain for gain in gains if gain is not None]
     if not known:
         return NoPrediction("every transition crosses a pooling layer: no gain predicted")
-    if norms == {"batch"}:
-        source = SOURCES["batch_norm"]
+    if "batch" in norms:
+        source = f"{SOURCES['batch_norm']}; {SOURCES['closed_form']}"
     else:
         source = SOURCES["closed_form" if activation in CLOSED_FORM else "quadrature"]
     factor = math.exp(sum(math.log(gain) for gain in known) / len(known)) if all(known) else 0.0
