@@ -172,7 +172,7 @@ def test_batch_norm_relu_gain_matches_monte_carlo() -> None:
     (x * torch.randn(x.shape, generator=generator)).sum().backward()
     norms = [float(z.grad.double().norm()) for z in outputs]
     measured = [norms[i] / norms[i + 1] for i in range(1, depth - 1)]  # past the first layer
-    assert BATCH_NORM_RELU_GAIN == pytest.approx(math.sqrt(math.pi / (math.pi - 1)))
+    assert math.sqrt(math.pi / (math.pi - 1)) == pytest.approx(BATCH_NORM_RELU_GAIN)
     assert np.exp(np.mean(np.log(measured))) == pytest.approx(BATCH_NORM_RELU_GAIN, rel=0.03)
     chain = [Layer(f"{i}", width, width, width, "batch", bias=False) for i in range(depth)]
     assert propagate_chain(chain, "relu", "default").gains[1:] == pytest.approx(
