@@ -4,7 +4,9 @@
 64-512 channels); `resnet` is the CIFAR family of depth 6n+2 (three stages of n blocks,
 16/32/64 channels: ResNet-20, -32, -56, -110). `plain18`, `plain34` and `plain` are the same
 networks with the shortcuts removed -- the paper's "plain" baselines, which train worse as they
-get deeper (the degradation problem). Residual and plain twins share every module name.
+get deeper (the degradation problem). Residual and plain twins share every module name and
+builder: `residual` is a model option, and the plain names are the same builders registered with
+`residual=False` (`build_model("resnet", residual=False)` is `build_model("plain")`).
 
 Shortcuts are identities, with a 1x1 conv projection + norm where the shape changes (the
 paper's option B; its CIFAR nets used zero-padding, option A, which has no parameters). Module
