@@ -110,6 +110,10 @@ def plot_theory(table: pd.DataFrame, out_dir: Path) -> list[Path]:
         if drawn:
             log_axis(axes, log_limits(np.concatenate(drawn)))
             axes.legend(title="network depth", fontsize=8.5)
+        if panel["gain"].isna().sum() > panel.groupby("network_depth", dropna=False).ngroups:
+            axes.annotate("no prediction across pooling layers: each segment is anchored at 1 "
+                          "at its last layer", xy=(0.01, 0.95), xycoords="axes fraction",
+                          fontsize=7.5, color="0.35")
         axes.set_xlabel("weight layer index (0 = nearest the input; shortcuts left out)")
         axes.set_ylabel("predicted ||dL / d(layer output)||, relative (log scale)")
         axes.grid(True, which="major", alpha=0.3)
