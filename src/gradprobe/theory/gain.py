@@ -114,13 +114,6 @@ class ChainTheory:
     input_second_moments: tuple[float, ...]  # E[a_{i-1}^2], the input of layer i
     gains: tuple[float, ...]  # ||g_i|| / ||g_{i+1}||, len = layers - 1
 
-    def profile(self) -> tuple[float, ...]:
-        """Predicted ||g_i|| relative to the last layer's (the last is 1)."""
-        values = [1.0]
-        for gain in reversed(self.gains):
-            values.append(values[-1] * gain)
-        return tuple(reversed(values))
-
 
 def propagate_chain(
     layers: list[Layer], activation: str, init: str, input_second_moment: float = 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gradprobe.theory.gain import BATCH_NORM_RELU_GAIN, Layer, propagate_chain
+from gradprobe.theory.gain import Layer, propagate_chain
 from gradprobe.theory.moments import CLOSED_FORM
 
 QUANTITY = "output_grad_norm"
@@ -55,10 +55,6 @@ class Prediction:
             previous = values[-1]
             values.append(None if previous is None or gain is None else previous * gain)
         return tuple(reversed(values))
-
-    def ratio(self) -> float | None:
-        """Predicted first-to-last ratio, ||g_0|| / ||g_last|| (None if a gap interrupts it)."""
-        return self.profile()[0]
 
 
 @dataclass(frozen=True)
@@ -108,8 +104,3 @@ def predict_chain(
         source = SOURCES["closed_form" if activation in CLOSED_FORM else "quadrature"]
     factor = math.exp(sum(math.log(gain) for gain in known) / len(known)) if all(known) else 0.0
     return Prediction(tuple(layer.name for layer in layers), gains, factor, source)
-
-
-def batch_norm_relu_gain() -> float:
-    """sqrt(pi / (pi - 1)) ~ 1.211: Yang et al. 2019's per-layer growth, in norm."""
-    return BATCH_NORM_RELU_GAIN
