@@ -6,8 +6,8 @@
     probe.to_frame()  # tidy: step, epoch, layer, depth, kind, metric, value
 
 Statistics are small classes (`Statistic`) in a registry; `gradprobe.probe.statistics` holds
-the built-in ones and importing this package registers them. `gradprobe.probe.scan` holds the
-at-initialisation scan (`run_scan`), imported on demand because it needs the model zoo.
+the built-in ones and importing this package registers them. The at-initialisation scan lives in
+its own package, `gradprobe.scan`.
 """
 
 from gradprobe.probe import statistics  # noqa: F401  (registers the built-in statistics)
