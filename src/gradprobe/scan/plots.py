@@ -14,7 +14,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from gradprobe.analysis.figures.base import log_axis, log_limits, new_figure, run_colours, save_figure
+from gradprobe.analysis.figures.base import (
+    log_axis,
+    log_limits,
+    new_figure,
+    run_colours,
+    save_figure,
+)
 from gradprobe.theory import NoPrediction, Prediction
 
 PANEL_KEYS = ["architecture", "activation", "init"]

@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gradprobe.analysis.figures.base import log_axis, log_limits, new_figure, run_colours, save_figure
+from gradprobe.analysis.figures.base import (
+    log_axis,
+    log_limits,
+    new_figure,
+    run_colours,
+    save_figure,
+)
 from gradprobe.models import family_default, model_family
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.scan.config import TheoryConfig
