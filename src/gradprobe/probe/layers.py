@@ -68,13 +68,17 @@ class SelectedLayer:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside a DistributedDataParallel or DataParallel wrapper.
+    """The user's module inside DistributedDataParallel, DataParallel or torch.compile.
 
     Layer names are those of the wrapped module ("conv1", not "module.conv1"), so tables from a
     DDP run and a single-process run line up.
     """
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
+        return unwrap(model.module)
+    # torch.compile's wrapper: hooks go on the original module, which its compiled code calls.
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module):
+        return unwrap(original)
     return model
 
 

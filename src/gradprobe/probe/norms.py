@@ -67,10 +67,12 @@ def norms(tensors: Sequence[Tensor]) -> list[Tensor]:
 
 
 def squared_norm(tensor: Tensor) -> Tensor:
-    """||tensor||^2 as a 0-d tensor in `accumulator_dtype`, exact for any input dtype."""
-    if tensor.device.type != "cpu":
-        return torch.linalg.vector_norm(tensor, dtype=accumulator_dtype(tensor.device)).square()
-    return _cpu_norm(tensor).square()
+    """||tensor||^2 as a 0-d tensor in `accumulator_dtype`, exact for any input dtype.
+
+    Branch-free (no host read), so it is safe inside hooks under torch.compile: on CPU it pays
+    for a float64 copy. `norms()` is the fast guarded path, used at `record()`.
+    """
+    return torch.linalg.vector_norm(tensor, dtype=accumulator_dtype(tensor.device)).square()
 
 
 def _cpu_norm(tensor: Tensor) -> Tensor:
