@@ -10,6 +10,11 @@ one, so that they trace into a torch.compile graph without a break:
   the number of calls;
 - activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`).
 While `armed` is False (a step the schedule does not record) the hooks return at once.
+
+Under torch.compile a tensor hook on an intermediate output is traced into the graph, and
+dynamo graph-breaks on any Python side effect in it (appending to a list). So while compiling,
+the forward hook registers a hook that adds the branch-free `Statistic.partial` of the gradient
+into a preallocated device tensor in place (`grad_sums`), which traces cleanly.
 """
 
 from __future__ import annotations
@@ -57,6 +62,17 @@ class Collector:
         self.owners: dict[Source, list[int]] = {source: [] for source in TENSOR_SOURCES}
         self._awaiting_activation: list[int] = []
         self._grad_hooks = [functools.partial(self.on_output_grad, i) for i in range(layers)]
+        self._sum_hooks = [functools.partial(self.on_output_grad_summed, i) for i in range(layers)]
+        width = sum(stat.width for stat in by_source["output_grad"])
+        self._width = width
+        self.grad_sums = torch.zeros(layers, width + 1, dtype=torch.float64)  # + call count
+
+    def place(self, device: torch.device) -> None:
+        """Keep the in-graph accumulator on the model's device (a new tensor only on a move)."""
+        if self.grad_sums.device != device:
+            self.grad_sums = torch.zeros(
+                self.layers, self._width + 1, dtype=accumulator_dtype(device), device=device
+            )
 
     def clear(self) -> None:
         """Forget everything gathered: a new optimiser step begins."""
@@ -92,8 +108,9 @@ class Collector:
         if self._by_source["activation"]:
             self._awaiting_activation.extend(indices)
         if self._by_source["output_grad"] and tensor.requires_grad:
+            hooks = self._sum_hooks if torch.compiler.is_compiling() else self._grad_hooks
             for index in indices:
-                tensor.register_hook(self._grad_hooks[index])
+                tensor.register_hook(hooks[index])
 
     def on_output_grad(self, index: int, grad: Tensor) -> None:
         if not (self.enabled and self.armed):  # a graph built before detach() may still run
@@ -104,6 +121,15 @@ class Collector:
             self._held_layers.add(index)
             self.held.append(grad.detach())
             self.held_owners.append(index)
+
+    def on_output_grad_summed(self, index: int, grad: Tensor) -> None:
+        """The tensor hook registered under torch.compile: tensor arithmetic only."""
+        if not (self.enabled and self.armed):
+            return
+        parts = [stat.partial(grad.detach()) for stat in self._by_source["output_grad"]]
+        partial = parts[0] if len(parts) == 1 else torch.cat(parts)
+        self.grad_sums[index, : self._width].add_(partial.to(self.grad_sums.dtype))
+        self.grad_sums[index, self._width].add_(1.0)
 
     def on_forward_start(self, _m: nn.Module, _i: Any) -> None:
         self._awaiting_activation.clear()  # the last layers of the previous pass have no successor
@@ -140,6 +166,9 @@ class Collector:
                 rows.append(torch.stack(self.partials[source]).to(dtype))
                 owners.extend(self.owners[source])
             block = torch.zeros(self.layers, width + 1, dtype=dtype, device=device)
+            if source == "output_grad":
+                block += self.grad_sums.to(device, dtype)  # what compiled hooks summed
+                self.grad_sums.zero_()
             if rows:
                 index = torch.tensor(owners, dtype=torch.int64).to(device)
                 ones = torch.ones(len(owners), 1, dtype=dtype, device=device)

@@ -166,6 +166,7 @@ class GradientProbe:
                     self._handles.append(module.register_forward_hook(collector.on_activation))
         self._handles.append(register_optimizer_step_post_hook(self._on_any_optimizer_step))
         self._attached = collector.enabled = True
+        collector.place(self._device())
         collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
             self._hook_optimizer(optimizer)
@@ -373,6 +374,7 @@ class GradientProbe:
     def _end_step(self) -> None:
         """Drop what the hooks gathered and arm them for the next step if it is recorded."""
         self._collector.clear()
+        self._collector.grad_sums.zero_()
         self._collector.armed = self._should_record(self._expected_step())
 
     def _on_any_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:

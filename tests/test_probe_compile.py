@@ -1,0 +1,87 @@
+"""GradientProbe under torch.compile, in every order users write it, against float64 autograd.
+
+"probe then compile" attaches the probe to the module and compiles it afterwards;
+"probe on compiled" builds the probe on the `torch.compile` wrapper. Both must give eager's
+numbers with no graph break caused by the probe (also with fullgraph=True). Compiling and
+running the model before attaching is the unsupported order: `record()` says so
+(tests/test_probe_semantics.py). `aot_eager` checks the traced graphs; `inductor` also
+generates C++ and needs a C compiler.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch._dynamo.utils as dynamo_utils
+from torch import Tensor, nn
+
+from gradprobe.probe import GradientProbe
+from probe_reference import assert_matches, float64_reference
+
+METRICS = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm", "global_grad_norm",
+           "activation_std")
+LAYERS = {"0": ["weight"], "2": ["weight"], "4": ["weight"]}
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)
+    )
+
+
+def batch(seed: int) -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo() -> Iterator[None]:
+    torch._dynamo.reset()
+    dynamo_utils.counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def train(order: str, backend: str, fullgraph: bool = False, steps: int = 3) -> None:
+    model = mlp()
+    if order == "probe then compile":
+        probe = GradientProbe(model, metrics=METRICS)
+        compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
+    else:
+        compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
+        probe = GradientProbe(compiled, metrics=METRICS)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    expected = {}
+    with probe:
+        for step in range(steps):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(compiled(batch(step)[0]), batch(step)[1]).backward()
+            expected[step] = float64_reference(model, LAYERS, [batch(step)])
+            probe.record()
+            optimizer.step()
+    frame = probe.to_frame()
+    assert [layer.name for layer in probe.layers] == list(LAYERS)
+    for step, values in expected.items():
+        assert_matches(frame, step, values)
+    assert set(frame.metric) == set(METRICS)
+    assert len(frame) == steps * (3 * 4 + 1) - steps  # activation_std: not after the last layer
+    assert not dynamo_utils.counters["graph_break"], dict(dynamo_utils.counters["graph_break"])
+
+
+@pytest.mark.parametrize("order", ["probe then compile", "probe on compiled"])
+def test_compiled_model_matches_float64_reference(order: str) -> None:
+    train(order, "aot_eager")
+
+
+def test_fullgraph_compile_has_no_break_from_the_probe() -> None:
+    train("probe then compile", "aot_eager", fullgraph=True, steps=2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cc") is None, reason="inductor needs a C compiler")
+def test_inductor_matches_float64_reference() -> None:
+    train("probe on compiled", "inductor", steps=2)
