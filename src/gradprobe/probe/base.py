@@ -124,6 +124,10 @@ class Statistic(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} reads {self.source!r}, not tensors")
 
+    def eager_partial(self, tensor: Tensor) -> Tensor:
+        """`partial` as hooks call it outside torch.compile, where reading a CPU value is free."""
+        return self.partial(tensor)
+
     def partials(self, tensors: list[Tensor]) -> Tensor:
         """(len(tensors), width) partial sums of several tensors at once (override to fuse).
 

@@ -3,11 +3,14 @@
 The hooks do as little as possible, and nothing that reads a value on the host or branches on
 one, so that they trace into a torch.compile graph without a break:
 - a layer's forward hook notes its depth and registers a tensor hook on its output;
-- that tensor hook keeps a reference to the output gradient (no arithmetic): `record()` reduces
-  every kept gradient in one fused, precision-guarded pass (`Statistic.partials`). A second
-  gradient for the same layer in the same step (a shared module, an accumulation micro-batch)
-  is reduced at once with the branch-free `Statistic.partial`, so memory does not grow with
-  the number of calls;
+- that tensor hook, on an accelerator, keeps a reference to the output gradient (no arithmetic):
+  `record()` reduces every kept gradient in one fused pass (`Statistic.partials`, one kernel on
+  CUDA). A second gradient for the same layer in the same step (a shared module, an
+  accumulation micro-batch) is reduced at once with `Statistic.partial`, so memory does not
+  grow with the number of calls. On a CPU the hook reduces the gradient at once, while it is
+  in cache (`Statistic.eager_partial`, which may read the CPU value it guards precision with:
+  no device to synchronise with); holding CPU gradients until `record()` measured slower
+  (their memory is freed and faulted in again each step);
 - activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`).
 While `armed` is False (a step the schedule does not record) the hooks return at once.
 
@@ -115,7 +118,9 @@ class Collector:
     def on_output_grad(self, index: int, grad: Tensor) -> None:
         if not (self.enabled and self.armed):  # a graph built before detach() may still run
             return
-        if index in self._held_layers:
+        if grad.device.type == "cpu":  # reduce while hot: held memory costs more than it saves
+            self.add_partials("output_grad", (index,), grad.detach(), eager=True)
+        elif index in self._held_layers:
             self.add_partials("output_grad", (index,), grad.detach())
         else:
             self._held_layers.add(index)
@@ -139,8 +144,11 @@ class Collector:
         if owners and isinstance(output, Tensor) and self._active() and self.armed:
             self.add_partials("activation", owners, output.detach())
 
-    def add_partials(self, source: Source, owners: Sequence[int], tensor: Tensor) -> None:
-        parts = [stat.partial(tensor) for stat in self._by_source[source]]
+    def add_partials(
+        self, source: Source, owners: Sequence[int], tensor: Tensor, eager: bool = False
+    ) -> None:
+        stats = self._by_source[source]
+        parts = [stat.eager_partial(tensor) if eager else stat.partial(tensor) for stat in stats]
         partial = parts[0] if len(parts) == 1 else torch.cat(parts)  # (source width,)
         for owner in owners:
             self.partials[source].append(partial)

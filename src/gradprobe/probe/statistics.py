@@ -86,8 +86,12 @@ class OutputGradNorm(Statistic):
     def partial(self, tensor: Tensor) -> Tensor:
         return squared_norm(tensor).reshape(1)
 
+    def eager_partial(self, tensor: Tensor) -> Tensor:
+        # The guarded float32 pass (see probe.norms) while the gradient is still in cache.
+        return norms([tensor])[0].square().reshape(1)
+
     def partials(self, tensors: list[Tensor]) -> Tensor:
-        # One fused pass over every held gradient, precision-guarded (see probe.norms).
+        # One fused pass over every held gradient (one kernel on CUDA).
         return torch.stack(norms(tensors)).square().reshape(-1, 1)
 
     def compute(self, context: RecordContext) -> Measurement:
