@@ -1,11 +1,11 @@
 """GradientProbe under torch.compile, in every order users write it, against float64 autograd.
 
 "probe then compile" attaches the probe to the module and compiles it afterwards;
-"probe on compiled" builds the probe on the `torch.compile` wrapper. Both must give eager's
-numbers with no graph break caused by the probe (also with fullgraph=True). Compiling and
-running the model before attaching is the unsupported order: `record()` says so
-(tests/test_probe_semantics.py). `aot_eager` checks the traced graphs; `inductor` also
-generates C++ and needs a C compiler.
+"probe on compiled" builds the probe on the `torch.compile` wrapper; "compile then probe"
+compiles and runs the model (and another instance of its classes) before attaching. All must
+give the float64 reference's numbers with no graph break caused by the probe (also with
+fullgraph=True). `aot_eager` checks the traced graphs; `inductor` also generates C++ and
+needs a C compiler.
 """
 
 from __future__ import annotations
@@ -51,9 +51,18 @@ def train(order: str, backend: str, fullgraph: bool = False, steps: int = 3) -> 
     if order == "probe then compile":
         probe = GradientProbe(model, metrics=METRICS)
         compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
-    else:
+    elif order == "probe on compiled":
         compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
         probe = GradientProbe(compiled, metrics=METRICS)
+    else:  # compiled code exists before attaching: for another instance, and for this one
+        other = torch.compile(mlp(), backend=backend, fullgraph=fullgraph)
+        nn.functional.cross_entropy(other(batch(99)[0]), batch(99)[1]).backward()
+        compiled = torch.compile(model, backend=backend, fullgraph=fullgraph)
+        nn.functional.cross_entropy(compiled(batch(98)[0]), batch(98)[1]).backward()
+        model.zero_grad()
+        probe = GradientProbe(model, metrics=METRICS)
+        with pytest.warns(UserWarning, match="reset torch.compile's caches"):
+            probe.attach()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     expected = {}
     with probe:
@@ -72,7 +81,9 @@ def train(order: str, backend: str, fullgraph: bool = False, steps: int = 3) -> 
     assert not dynamo_utils.counters["graph_break"], dict(dynamo_utils.counters["graph_break"])
 
 
-@pytest.mark.parametrize("order", ["probe then compile", "probe on compiled"])
+@pytest.mark.parametrize(
+    "order", ["probe then compile", "probe on compiled", "compile then probe"]
+)
 def test_compiled_model_matches_float64_reference(order: str) -> None:
     train(order, "aot_eager")
 
@@ -85,3 +96,15 @@ def test_fullgraph_compile_has_no_break_from_the_probe() -> None:
 @pytest.mark.skipif(shutil.which("cc") is None, reason="inductor needs a C compiler")
 def test_inductor_matches_float64_reference() -> None:
     train("probe on compiled", "inductor", steps=2)
+
+
+def test_hooks_bypassed_by_compiled_code_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safety net if dynamo's caches could not be reset: an error, not missing values."""
+    monkeypatch.setattr("gradprobe.probe.probe._forget_compiled_code", lambda warn: None)
+    model = mlp()
+    compiled = torch.compile(model, backend="eager")
+    nn.functional.cross_entropy(compiled(batch(0)[0]), batch(0)[1]).backward()
+    with GradientProbe(model) as probe:
+        nn.functional.cross_entropy(compiled(batch(1)[0]), batch(1)[1]).backward()
+        with pytest.raises(RuntimeError, match=r"Attach the probe before torch\.compile"):
+            probe.record()

@@ -84,7 +84,8 @@ def test_every_n_records_the_scheduled_steps_and_idles_otherwise() -> None:
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(batch(step)[0]), batch(step)[1]).backward()
             collector = probe._collector
-            held = len(collector.held) + len(collector.partials["output_grad"])
+            held = (len(collector.held) + len(collector.partials["output_grad"])
+                    + len(collector.host_sums))
             assert held == (3 if step % 3 == 0 else 0)  # off-schedule: the hooks did nothing
             if step % 3 == 0:
                 expected[step] = float64_reference(model, MLP_LAYERS, [batch(step)])
@@ -174,14 +175,3 @@ def test_a_layer_that_yields_nothing_is_named_in_one_warning() -> None:
             probe.record()
     probe.detach()
     assert sum("'spare'" in str(warning.message) for warning in caught) == 1  # once
-
-
-def test_compiled_before_attaching_is_an_error_not_missing_values() -> None:
-    model = mlp()
-    compiled = torch.compile(model, backend="eager")
-    nn.functional.cross_entropy(compiled(batch(0)[0]), batch(0)[1]).backward()
-    with GradientProbe(model) as probe:
-        nn.functional.cross_entropy(compiled(batch(1)[0]), batch(1)[1]).backward()
-        with pytest.raises(RuntimeError, match=r"Attach the probe before torch\.compile"):
-            probe.record()
-    torch._dynamo.reset()

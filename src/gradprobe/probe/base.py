@@ -124,9 +124,13 @@ class Statistic(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} reads {self.source!r}, not tensors")
 
-    def eager_partial(self, tensor: Tensor) -> Tensor:
-        """`partial` as hooks call it outside torch.compile, where reading a CPU value is free."""
-        return self.partial(tensor)
+    def host_partial(self, tensor: Tensor) -> list[float] | None:
+        """Optional: the partial sums of a CPU tensor as Python floats (None: not offered).
+
+        Outside torch.compile, CPU hooks use it: reading a CPU value is not a device
+        synchronisation, and Python floats spare the tensor bookkeeping of small models.
+        """
+        return None
 
     def partials(self, tensors: list[Tensor]) -> Tensor:
         """(len(tensors), width) partial sums of several tensors at once (override to fuse).

@@ -8,9 +8,9 @@ one, so that they trace into a torch.compile graph without a break:
   CUDA). A second gradient for the same layer in the same step (a shared module, an
   accumulation micro-batch) is reduced at once with `Statistic.partial`, so memory does not
   grow with the number of calls. On a CPU the hook reduces the gradient at once, while it is
-  in cache (`Statistic.eager_partial`, which may read the CPU value it guards precision with:
-  no device to synchronise with); holding CPU gradients until `record()` measured slower
-  (their memory is freed and faulted in again each step);
+  in cache, to Python floats (`Statistic.host_partial`, which reads the CPU value it guards
+  precision with: no device to synchronise with); holding CPU gradients until `record()`
+  measured slower (their memory is freed and faulted in again each step);
 - activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`).
 While `armed` is False (a step the schedule does not record) the hooks return at once.
 
@@ -60,6 +60,7 @@ class Collector:
         self.no_tensor_output: set[int] = set()
         self.held: list[Tensor] = []  # output gradients of the step, one per (layer, 1st call)
         self.held_owners: list[int] = []
+        self.host_sums: dict[int, list[float]] = {}  # layer -> output-grad sums + calls (CPU)
         self._held_layers: set[int] = set()
         self.partials: dict[Source, list[Tensor]] = {source: [] for source in TENSOR_SOURCES}
         self.owners: dict[Source, list[int]] = {source: [] for source in TENSOR_SOURCES}
@@ -81,6 +82,7 @@ class Collector:
         """Forget everything gathered: a new optimiser step begins."""
         self.held.clear()
         self.held_owners.clear()
+        self.host_sums.clear()
         self._held_layers.clear()
         for source in TENSOR_SOURCES:
             self.partials[source].clear()
@@ -118,9 +120,9 @@ class Collector:
     def on_output_grad(self, index: int, grad: Tensor) -> None:
         if not (self.enabled and self.armed):  # a graph built before detach() may still run
             return
-        if grad.device.type == "cpu":  # reduce while hot: held memory costs more than it saves
-            self.add_partials("output_grad", (index,), grad.detach(), eager=True)
-        elif index in self._held_layers:
+        if grad.device.type == "cpu" and self._host_partials(index, grad.detach()):
+            return  # reduced while hot: holding CPU memory costs more than it saves
+        if index in self._held_layers:
             self.add_partials("output_grad", (index,), grad.detach())
         else:
             self._held_layers.add(index)
@@ -136,6 +138,20 @@ class Collector:
         self.grad_sums[index, : self._width].add_(partial.to(self.grad_sums.dtype))
         self.grad_sums[index, self._width].add_(1.0)
 
+    def _host_partials(self, index: int, grad: Tensor) -> bool:
+        """Add the output-grad statistics' host partials to `host_sums`; False if unsupported."""
+        values: list[float] = []
+        for stat in self._by_source["output_grad"]:
+            part = stat.host_partial(grad)
+            if part is None:
+                return False
+            values += part
+        sums = self.host_sums.setdefault(index, [0.0] * (self._width + 1))
+        for column, value in enumerate(values):
+            sums[column] += value
+        sums[-1] += 1.0
+        return True
+
     def on_forward_start(self, _m: nn.Module, _i: Any) -> None:
         self._awaiting_activation.clear()  # the last layers of the previous pass have no successor
 
@@ -144,11 +160,8 @@ class Collector:
         if owners and isinstance(output, Tensor) and self._active() and self.armed:
             self.add_partials("activation", owners, output.detach())
 
-    def add_partials(
-        self, source: Source, owners: Sequence[int], tensor: Tensor, eager: bool = False
-    ) -> None:
-        stats = self._by_source[source]
-        parts = [stat.eager_partial(tensor) if eager else stat.partial(tensor) for stat in stats]
+    def add_partials(self, source: Source, owners: Sequence[int], tensor: Tensor) -> None:
+        parts = [stat.partial(tensor) for stat in self._by_source[source]]
         partial = parts[0] if len(parts) == 1 else torch.cat(parts)  # (source width,)
         for owner in owners:
             self.partials[source].append(partial)
@@ -177,6 +190,10 @@ class Collector:
             if source == "output_grad":
                 block += self.grad_sums.to(device, dtype)  # what compiled hooks summed
                 self.grad_sums.zero_()
+                if self.host_sums:
+                    layers = list(self.host_sums)
+                    sums = torch.tensor([self.host_sums[layer] for layer in layers], dtype=dtype)
+                    block[layers] += sums.to(device)
             if rows:
                 index = torch.tensor(owners, dtype=torch.int64).to(device)
                 ones = torch.ones(len(owners), 1, dtype=dtype, device=device)

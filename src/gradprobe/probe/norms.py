@@ -67,6 +67,35 @@ def norms(tensors: Sequence[Tensor]) -> list[Tensor]:
     return guard(found, tensors)
 
 
+def cpu_norm_values(tensors: Sequence[Tensor]) -> list[float]:
+    """CPU tensors' norms as Python floats, float32 passes guarded as in `norms`.
+
+    The cheapest exact path on a CPU: one kernel per tensor (one for all short ones) and one
+    host read, no tensor arithmetic to combine results afterwards.
+    """
+    short = [tensor for tensor in tensors if tensor.numel() <= _SHORT]
+    fast = iter(torch._foreach_norm([_at_least_float32(t) for t in short], 2) if short else [])
+    found = [next(fast) if t.numel() <= _SHORT else fast_norm(t) for t in tensors]
+    values = torch.stack([norm.to(torch.float64) for norm in found]).tolist() if found else []
+    return [
+        value if tensor.dtype == torch.float64 or _float32_is_exact(value, tensor.numel())
+        else float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
+        for value, tensor in zip(values, tensors, strict=True)
+    ]
+
+
+def cpu_norm_value(tensor: Tensor) -> float:
+    """One CPU tensor's norm as a Python float (see `cpu_norm_values`)."""
+    if tensor.dtype == torch.float64:
+        return float(torch.linalg.vector_norm(tensor))
+    values = _at_least_float32(tensor)
+    norm = torch.linalg.vector_norm(values) if values.numel() <= _SHORT else fast_norm(values)
+    value = float(norm)
+    if _float32_is_exact(value, tensor.numel()):
+        return value
+    return float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
+
+
 def fast_norm(tensor: Tensor) -> Tensor:
     """A CPU tensor's norm accumulated in float32 (per row of a long tensor), unchecked.
 

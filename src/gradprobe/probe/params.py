@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from gradprobe.errors import InputError
 from gradprobe.probe.base import Measurement
-from gradprobe.probe.norms import accumulator_dtype, norms
+from gradprobe.probe.norms import accumulator_dtype, cpu_norm_values, norms
 
 ParameterChoice = Literal["weights", "all"]
 
@@ -66,6 +66,8 @@ class LayerParameters:
     ) -> tuple[Measurement, Tensor]:
         """Per-layer norms of per-parameter tensors (None = absent), and their global norm."""
         present = tuple(tensor is not None for tensor in tensors)
+        if device.type == "cpu":
+            return self._cpu_layer_norms(tensors, present, device)
         dtype = accumulator_dtype(device)
         squares = torch.zeros(len(tensors), dtype=dtype, device=device)
         found = [tensor for tensor in tensors if tensor is not None]
@@ -78,6 +80,23 @@ class LayerParameters:
             per_layer = torch.zeros(self.layers, dtype=dtype, device=device)
             defined = torch.zeros(self.layers, dtype=torch.bool, device=device)
         return Measurement(per_layer.sqrt(), defined), squares.sum().sqrt()
+
+    def _cpu_layer_norms(
+        self, tensors: list[Tensor | None], present: tuple[bool, ...], device: torch.device
+    ) -> tuple[Measurement, Tensor]:
+        """The same in Python floats: on small models, tensor bookkeeping costs more than math."""
+        found = cpu_norm_values([tensor for tensor in tensors if tensor is not None])
+        squares = [0.0] * len(tensors)
+        for position, value in zip(
+            (i for i, here in enumerate(present) if here), found, strict=True
+        ):
+            squares[position] = value * value
+        per_layer = [0.0] * self.layers
+        for layer, param in self._pairs:
+            per_layer[layer] += squares[param]
+        values = torch.tensor(per_layer, dtype=torch.float64).sqrt_()
+        defined = self._indices(present, device)[2]
+        return Measurement(values, defined), torch.tensor(sum(squares), dtype=torch.float64).sqrt_()
 
     def _pair_params(self, device: torch.device) -> Tensor:
         key = ("pair_params", device)

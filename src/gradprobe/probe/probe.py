@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -90,8 +91,9 @@ class GradientProbe:
       its output gradient from that same tensor.
     - A selected layer that yields no metric (no measured parameter, never called, no tensor
       output) is named in a warning, once.
-    - torch.compile: attach the probe before compiling, or pass the compiled module; a model
-      compiled and run before the probe was attached ignores its hooks (an error says so).
+    - torch.compile: attach before or after compiling, or pass the compiled module: the same
+      numbers as eager, no graph break. Attaching when code was already compiled resets
+      torch.compile's caches (compiled code ignores hooks added later) and warns once.
     - Under DDP (pass the wrapped or the inner model: names are the inner model's), every rank
       must call `record()` at the same steps, because it all-reduces the output statistics.
       Output gradients are divided by the world size, as DDP divides weight gradients.
@@ -147,6 +149,7 @@ class GradientProbe:
         if self._attached:
             return self
         collector = self._collector
+        _forget_compiled_code(self._warn)
         routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
         hosts: dict[int, nn.Module] = {}
         for index, module in enumerate(self._modules):
@@ -593,6 +596,28 @@ def _divide(measurement: Measurement, scale: Tensor | float) -> Measurement:
     if isinstance(scale, float) and scale == 1.0:
         return measurement
     return Measurement(measurement.values / scale, measurement.defined)
+
+
+def _forget_compiled_code(warn: Callable[[str, str], None]) -> None:
+    """Make torch.compile trace the hooks about to be added: drop compiled code, if any.
+
+    Compiled code does not guard on module hooks, so code compiled before attaching (for this
+    model, or for any other instance of its classes) would run without them: every output
+    metric missing. Resetting dynamo makes the next call recompile, hooks included.
+    """
+    if "torch._dynamo" not in sys.modules:
+        return  # nothing was ever compiled in this process
+    from torch._dynamo import convert_frame
+
+    seen = getattr(getattr(convert_frame, "output_codes", None), "seen", None)
+    if seen:
+        torch._dynamo.reset()
+        warn(
+            "dynamo-reset",
+            "GradientProbe.attach() reset torch.compile's caches so that compiled models "
+            "run the probe's hooks; compiled functions recompile on their next call. Attach "
+            "the probe before compiling to avoid the recompilation",
+        )
 
 
 def _functional_parent(model: nn.Module, module: nn.Module) -> nn.Module | None:

@@ -15,7 +15,7 @@ from gradprobe.probe.base import (
     check_catalog,
     register_statistic,
 )
-from gradprobe.probe.norms import accumulator_dtype, norms, squared_norm
+from gradprobe.probe.norms import accumulator_dtype, cpu_norm_value, norms, squared_norm
 
 
 def _count(tensor: Tensor) -> Tensor:
@@ -86,9 +86,9 @@ class OutputGradNorm(Statistic):
     def partial(self, tensor: Tensor) -> Tensor:
         return squared_norm(tensor).reshape(1)
 
-    def eager_partial(self, tensor: Tensor) -> Tensor:
+    def host_partial(self, tensor: Tensor) -> list[float] | None:
         # The guarded float32 pass (see probe.norms) while the gradient is still in cache.
-        return norms([tensor])[0].square().reshape(1)
+        return [cpu_norm_value(tensor) ** 2]
 
     def partials(self, tensors: list[Tensor]) -> Tensor:
         # One fused pass over every held gradient (one kernel on CUDA).
