@@ -40,10 +40,12 @@ def batch(seed: int) -> tuple[Tensor, Tensor]:
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo() -> Iterator[None]:
+    guards = torch._dynamo.config.skip_nnmodule_hook_guards  # the probe turns it off
     torch._dynamo.reset()
     dynamo_utils.counters.clear()
     yield
     torch._dynamo.reset()
+    torch._dynamo.config.skip_nnmodule_hook_guards = guards
 
 
 def train(order: str, backend: str, fullgraph: bool = False, steps: int = 3) -> None:
@@ -101,6 +103,7 @@ def test_inductor_matches_float64_reference() -> None:
 def test_hooks_bypassed_by_compiled_code_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """The safety net if dynamo's caches could not be reset: an error, not missing values."""
     monkeypatch.setattr("gradprobe.probe.probe._forget_compiled_code", lambda warn: None)
+    monkeypatch.setattr(torch._dynamo.config, "skip_nnmodule_hook_guards", True)  # the default
     model = mlp()
     compiled = torch.compile(model, backend="eager")
     nn.functional.cross_entropy(compiled(batch(0)[0]), batch(0)[1]).backward()

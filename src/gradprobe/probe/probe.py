@@ -599,16 +599,21 @@ def _divide(measurement: Measurement, scale: Tensor | float) -> Measurement:
 
 
 def _forget_compiled_code(warn: Callable[[str, str], None]) -> None:
-    """Make torch.compile trace the hooks about to be added: drop compiled code, if any.
+    """Make torch.compile trace the hooks about to be added, now and later.
 
-    Compiled code does not guard on module hooks, so code compiled before attaching (for this
-    model, or for any other instance of its classes) would run without them: every output
-    metric missing. Resetting dynamo makes the next call recompile, hooks included.
+    By default compiled code does not guard on module hooks, so code compiled for another
+    instance of the model's classes, before or after attaching, would run without them: every
+    output metric missing. So when torch.compile is in use the probe turns those guards on
+    (dynamo's `skip_nnmodule_hook_guards = False`: code compiled from now on checks the hooks)
+    and drops code compiled before (the next call recompiles, hooks included). If dynamo is
+    first imported after attaching, `record()` still refuses to report a step whose hooks
+    compiled code skipped.
     """
     if "torch._dynamo" not in sys.modules:
-        return  # nothing was ever compiled in this process
-    from torch._dynamo import convert_frame
+        return  # torch.compile has not been used yet (importing dynamo costs seconds)
+    from torch._dynamo import config, convert_frame
 
+    config.skip_nnmodule_hook_guards = False
     seen = getattr(getattr(convert_frame, "output_codes", None), "seen", None)
     if seen:
         torch._dynamo.reset()
