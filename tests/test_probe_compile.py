@@ -102,7 +102,7 @@ def test_inductor_matches_float64_reference() -> None:
 
 def test_hooks_bypassed_by_compiled_code_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """The safety net if dynamo's caches could not be reset: an error, not missing values."""
-    monkeypatch.setattr("gradprobe.probe.probe._forget_compiled_code", lambda warn: None)
+    monkeypatch.setattr("gradprobe.probe.wiring.forget_compiled_code", lambda warn: None)
     monkeypatch.setattr(torch._dynamo.config, "skip_nnmodule_hook_guards", True)  # the default
     model = mlp()
     compiled = torch.compile(model, backend="eager")

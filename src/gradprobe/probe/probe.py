@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,31 +42,30 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.amp.grad_scaler import GradScaler, OptState
+from torch.amp.grad_scaler import GradScaler
 from torch.optim import Optimizer
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 
 from gradprobe.errors import InputError
 from gradprobe.metrics import MODEL_LAYER, default_metrics, metric_info
+from gradprobe.probe import wiring
 from gradprobe.probe.base import (
     Measurement,
     RecordContext,
     Source,
     Statistic,
-    create_statistic,
 )
 from gradprobe.probe.history import History
 from gradprobe.probe.hooks import Collector
 from gradprobe.probe.layers import ACTIVATION_TYPES, LayerInfo, LayerSelector, select_layers, unwrap
 from gradprobe.probe.norms import accumulator_dtype
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.wiring import Schedule
 
 DEFAULT_METRICS = default_metrics()
 STATE_FORMAT = 1  # version of `state_dict()`'s layout
 _CACHE_LIMIT = 64  # device mask tensors kept per probe (one per distinct pattern)
-
-Schedule = int | Callable[[int], bool]
 
 
 class GradientProbe:
@@ -119,14 +117,14 @@ class GradientProbe:
         self._params = LayerParameters(
             [measured_parameters(module, parameters) for module in self._modules]
         )
-        self._statistics = _create_statistics(metrics)
+        self._statistics = wiring.create_statistics(metrics)
         self._by_source: dict[Source, list[Statistic]] = {
             source: [stat for stat in self._statistics if stat.source == source]
             for source in ("weight_grad", "output_grad", "activation", "update")
         }
-        self._per_layer = [metric_info(s.name).per_layer if _known(s.name) else True
+        self._per_layer = [metric_info(s.name).per_layer if wiring.known_metric(s.name) else True
                            for s in self._statistics]
-        self._should_record = _schedule(every)
+        self._should_record = wiring.schedule(every)
         self._distributed = distributed
         self._history = History(len(selected), len(self._statistics))
         self._collector = Collector(self._model, len(selected), self._by_source)
@@ -149,13 +147,13 @@ class GradientProbe:
         if self._attached:
             return self
         collector = self._collector
-        _forget_compiled_code(self._warn)
+        wiring.forget_compiled_code(self._warn)
         routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
         hosts: dict[int, nn.Module] = {}
         for index, module in enumerate(self._modules):
             hook = functools.partial(collector.on_layer_output, (index,))
             self._handles.append(module.register_forward_hook(hook))
-            parent = _functional_parent(self._model, module)
+            parent = wiring.functional_parent(self._model, module)
             if parent is not None:
                 routes.setdefault(id(parent), []).append(index)
                 hosts[id(parent)] = parent
@@ -173,7 +171,8 @@ class GradientProbe:
         collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
             self._hook_optimizer(optimizer)
-        self._warn_static()
+        wiring.warn_parameterless(self._names, self._modules, self._params.empty,
+                                  self._by_source, self._warn)
         return self
 
     def detach(self) -> None:
@@ -269,16 +268,16 @@ class GradientProbe:
             return False
         self._check_hooks_ran(armed, step)
         device = self._device()
-        amp_scale, weight_grads_scaled = self._amp_state(scaler)
+        amp_scale, weight_grads_scaled = wiring.amp_state(scaler, self._optimizers)
         partial_sums, calls = self._reduce_partials(device)
         grad_norms = functools.cache(lambda: self._params.layer_norms(self._params.grads(), device))
         unscale = amp_scale if weight_grads_scaled else 1.0
         context = RecordContext(
             partial_sums=partial_sums,
             calls=calls,
-            weight_grad_norms=lambda: _divide(grad_norms()[0], unscale),
+            weight_grad_norms=lambda: wiring.divide(grad_norms()[0], unscale),
             weight_numels=self._weight_numels(device),
-            output_grad_scale=amp_scale * self._world_size(),
+            output_grad_scale=amp_scale * wiring.world_size(self._distributed),
             global_grad_norm=lambda: grad_norms()[1] / unscale,
         )
         undefined = self._undefined(device)
@@ -389,56 +388,9 @@ class GradientProbe:
             self._end_step()
 
     def _check_hooks_ran(self, armed: bool, step: int) -> None:
-        """No silent gaps: explain layers without output statistics at a recorded step."""
-        collector = self._collector
         grads = any(grad is not None for grad in self._params.grads())
-        if not collector.hooks_fired and grads:
-            raise RuntimeError(
-                "no probed layer has run a forward call since the probe was attached, yet the "
-                "parameters have gradients: the model was most likely compiled (torch.compile) "
-                "and run before the probe was attached, and compiled code ignores hooks added "
-                "later. Attach the probe before torch.compile, or build it on a model that has "
-                "not run compiled yet (GradientProbe(torch.compile(model)) works)"
-            )
-        needs_forward = self._by_source["output_grad"] or self._by_source["activation"]
-        if needs_forward and not armed and collector.ran_this_step:
-            self._warn(
-                "unarmed",
-                f"record(step={step}) recorded a step the probe did not expect "
-                f"(it expected step {self._expected_step()}), so its hooks were idle and output "
-                "and activation metrics are missing for it; call record() at every optimiser "
-                "step with consecutive step numbers, or without arguments",
-            )
-        if not collector.forward_seen:
-            return
-        for index, name in enumerate(self._names):
-            if collector.depths[index] < 0 and needs_forward:
-                self._warn(
-                    f"never-ran:{name}",
-                    f"probed layer {name!r} has not been called in a training forward pass "
-                    "(its parent may use its parameters directly), so it has no depth and no "
-                    "output or activation metrics; select the module that is called",
-                )
-            if index in collector.no_tensor_output and needs_forward:
-                self._warn(
-                    f"no-tensor:{name}",
-                    f"probed layer {name!r} returns no tensor, so it has no output or "
-                    "activation metrics; select a module that returns a tensor",
-                )
-
-    def _warn_static(self) -> None:
-        """Warn once about layers whose parameters can give no weight metric."""
-        if not self._by_source["weight_grad"] and not self._by_source["update"]:
-            return
-        for name, empty, module in zip(self._names, self._params.empty, self._modules,
-                                       strict=True):
-            if empty:
-                self._warn(
-                    f"no-params:{name}",
-                    f"probed layer {name!r} ({type(module).__name__}) has no measured parameter "
-                    "of its own, so it has no weight metrics; pass parameters='all' to include "
-                    "biases, or select its submodules",
-                )
+        wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
+                               step, self._expected_step(), self._warn)
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -490,7 +442,7 @@ class GradientProbe:
     ) -> tuple[dict[str, Tensor], dict[Source, Tensor]]:
         """Per statistic (layers, width) sums and per source (layers,) call counts."""
         blocks = self._collector.blocks(device)
-        if blocks and self._world_size() > 1:
+        if blocks and wiring.world_size(self._distributed) > 1:
             # One collective for every statistic: each rank saw its own slice of the batch.
             reduced = torch.cat([block for _, block in blocks], dim=1)
             dist.all_reduce(reduced)
@@ -531,103 +483,9 @@ class GradientProbe:
         defined = torch.stack([m.defined for m in measurements], dim=1)
         return values, defined  # (layers, metrics) each
 
-    def _amp_state(self, scaler: GradScaler | None) -> tuple[Tensor | float, bool]:
-        """(loss scale, whether the weight gradients still carry it) for this step."""
-        if scaler is None or not scaler.is_enabled():
-            return 1.0, False
-        scale = scaler._get_scale_async()  # the device tensor: reading get_scale() would sync
-        if scale is None:
-            raise RuntimeError("record() got a GradScaler that has not scaled a loss yet")
-        # GradScaler keeps a stage per optimiser; UNSCALED means unscale_() already divided the
-        # .grad tensors (e.g. before clipping), so they must not be divided again.
-        states = scaler._per_optimizer_states
-        watched = [states[id(opt)] for opt in self._optimizers if id(opt) in states]
-        candidates = watched if self._optimizers else list(states.values())
-        unscaled = any(state["stage"] is OptState.UNSCALED for state in candidates)
-        return scale.reshape(()).to(accumulator_dtype(scale.device)), not unscaled
-
-    def _world_size(self) -> int:
-        """Ranks whose output statistics are combined: 1 unless distributed."""
-        initialised = dist.is_available() and dist.is_initialized()
-        if self._distributed and not initialised:
-            raise RuntimeError("distributed=True but torch.distributed is not initialised")
-        if self._distributed is False or not initialised:
-            return 1
-        return dist.get_world_size()
-
     def _device(self) -> torch.device:
         for tensor in self._model.parameters():
             return tensor.device
         return torch.device("cpu")
 
 
-def _create_statistics(metrics: Sequence[str]) -> list[Statistic]:
-    if isinstance(metrics, str) or not metrics:
-        raise InputError(
-            f"metrics={metrics!r} must be a non-empty list of metric names, e.g. "
-            f"{list(DEFAULT_METRICS)}"
-        )
-    duplicates = sorted({name for name in metrics if list(metrics).count(name) > 1})
-    if duplicates:
-        raise InputError(f"metrics lists {', '.join(duplicates)} twice; list each metric once")
-    return [create_statistic(name) for name in metrics]
-
-
-def _schedule(every: Schedule) -> Callable[[int], bool]:
-    if callable(every):
-        return every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise InputError(
-            f"every={every!r} must be a positive integer (record every k-th step) or a "
-            "callable step -> bool"
-        )
-    return lambda step: step % every == 0
-
-
-def _known(name: str) -> bool:
-    try:
-        metric_info(name)
-    except InputError:
-        return False
-    return True
-
-
-def _divide(measurement: Measurement, scale: Tensor | float) -> Measurement:
-    if isinstance(scale, float) and scale == 1.0:
-        return measurement
-    return Measurement(measurement.values / scale, measurement.defined)
-
-
-def _forget_compiled_code(warn: Callable[[str, str], None]) -> None:
-    """Make torch.compile trace the hooks about to be added, now and later.
-
-    By default compiled code does not guard on module hooks, so code compiled for another
-    instance of the model's classes, before or after attaching, would run without them: every
-    output metric missing. So when torch.compile is in use the probe turns those guards on
-    (dynamo's `skip_nnmodule_hook_guards = False`: code compiled from now on checks the hooks)
-    and drops code compiled before (the next call recompiles, hooks included). If dynamo is
-    first imported after attaching, `record()` still refuses to report a step whose hooks
-    compiled code skipped.
-    """
-    if "torch._dynamo" not in sys.modules:
-        return  # torch.compile has not been used yet (importing dynamo costs seconds)
-    from torch._dynamo import config, convert_frame
-
-    config.skip_nnmodule_hook_guards = False
-    seen = getattr(getattr(convert_frame, "output_codes", None), "seen", None)
-    if seen:
-        torch._dynamo.reset()
-        warn(
-            "dynamo-reset",
-            "GradientProbe.attach() reset torch.compile's caches so that compiled models "
-            "run the probe's hooks; compiled functions recompile on their next call. Attach "
-            "the probe before compiling to avoid the recompilation",
-        )
-
-
-def _functional_parent(model: nn.Module, module: nn.Module) -> nn.Module | None:
-    """The MultiheadAttention whose `out_proj` is `module`: it applies it without calling it."""
-    for parent in model.modules():
-        if isinstance(parent, nn.MultiheadAttention) and parent.out_proj is module:
-            return parent
-    return None
