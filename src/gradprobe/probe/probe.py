@@ -270,7 +270,13 @@ class GradientProbe:
         device = self._device()
         amp_scale, weight_grads_scaled = wiring.amp_state(scaler, self._optimizers)
         partial_sums, calls = self._reduce_partials(device)
-        grad_norms = functools.cache(lambda: self._params.layer_norms(self._params.grads(), device))
+        memo: list[tuple[Measurement, Tensor]] = []
+
+        def grad_norms() -> tuple[Measurement, Tensor]:  # computed once, if a statistic asks
+            if not memo:
+                memo.append(self._params.layer_norms(self._params.grads(), device))
+            return memo[0]
+
         unscale = amp_scale if weight_grads_scaled else 1.0
         context = RecordContext(
             partial_sums=partial_sums,
@@ -388,7 +394,10 @@ class GradientProbe:
             self._end_step()
 
     def _check_hooks_ran(self, armed: bool, step: int) -> None:
-        grads = any(grad is not None for grad in self._params.grads())
+        # Only needed (and only computed) when no hook has ever fired.
+        grads = not self._collector.hooks_fired and any(
+            grad is not None for grad in self._params.grads()
+        )
         wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
                                step, self._expected_step(), self._warn)
 
