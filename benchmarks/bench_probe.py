@@ -273,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps per variant first (compiling happens here)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -288,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         device=args.device,
         rounds=args.rounds,
         steps=args.steps,
+        warmup=args.warmup,
         batch_size=args.batch_size,
         image_size=args.image_size,
         compile_backend=args.compile,
