@@ -76,7 +76,7 @@ def cpu_norm_values(tensors: Sequence[Tensor]) -> list[float]:
     short = [tensor for tensor in tensors if tensor.numel() <= _SHORT]
     fast = iter(torch._foreach_norm([_at_least_float32(t) for t in short], 2) if short else [])
     found = [next(fast) if t.numel() <= _SHORT else fast_norm(t) for t in tensors]
-    values = torch.stack([norm.to(torch.float64) for norm in found]).tolist() if found else []
+    values = [norm.item() for norm in found]  # CPU scalars: cheaper than stack + tolist
     return [
         value if tensor.dtype == torch.float64 or _float32_is_exact(value, tensor.numel())
         else float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
@@ -123,7 +123,7 @@ def guard(fast: Sequence[Tensor], tensors: Sequence[Tensor]) -> list[Tensor]:
     """
     if not fast:
         return []
-    values = torch.stack([norm.to(torch.float64) for norm in fast]).tolist()
+    values = [norm.item() for norm in fast]
     return [
         _checked(norm, value, tensor) for norm, value, tensor in zip(fast, values, tensors,
                                                                     strict=True)
