@@ -111,3 +111,25 @@ def test_hooks_bypassed_by_compiled_code_are_an_error(monkeypatch: pytest.Monkey
         nn.functional.cross_entropy(compiled(batch(1)[0]), batch(1)[1]).backward()
         with pytest.raises(RuntimeError, match=r"Attach the probe before torch\.compile"):
             probe.record()
+
+
+def test_every_n_under_compile_records_the_scheduled_steps_exactly() -> None:
+    """Idle hooks on skipped steps are a second compiled variant, not stale or missing sums."""
+    model = mlp()
+    probe = GradientProbe(model, metrics=("output_grad_norm", "weight_grad_norm"), every=2)
+    compiled = torch.compile(model, backend="aot_eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    expected = {}
+    with probe:
+        for step in range(5):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(compiled(batch(step)[0]), batch(step)[1]).backward()
+            if step % 2 == 0:
+                expected[step] = float64_reference(model, LAYERS, [batch(step)])
+            probe.record()
+            optimizer.step()
+    frame = probe.to_frame()
+    assert sorted(set(frame.step)) == [0, 2, 4]
+    for step, values in expected.items():
+        assert_matches(frame, step, values)
+    assert not dynamo_utils.counters["graph_break"]

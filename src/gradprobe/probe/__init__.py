@@ -7,8 +7,9 @@
 
 Statistics are small classes (`Statistic`) in a registry; `gradprobe.probe.statistics` holds
 the built-in ones, importing this package registers them and checks them against the metric
-catalog (`gradprobe.metrics`: names, labels, units, sources, defaults). `gradprobe.probe.scan` holds the
-at-initialisation scan (`run_scan`), imported on demand because it needs the model zoo.
+catalog (`gradprobe.metrics`: names, labels, units, sources, defaults).
+`gradprobe.probe.scan` holds the at-initialisation scan (`run_scan`), imported on demand
+because it needs the model zoo.
 """
 
 from gradprobe.probe import statistics  # noqa: F401  (registers the built-in statistics)
