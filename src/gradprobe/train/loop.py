@@ -24,6 +24,7 @@ from torch import nn
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
 from gradprobe.errors import InputError
+from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
@@ -186,7 +187,7 @@ class _Trainer:
         self.probe: GradientProbe | _NoProbe = (
             GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
             if cfg.probe.metrics else _NoProbe())
-        if "update_ratio" in cfg.probe.metrics:
+        if any(metric_info(metric).needs_optimizer for metric in cfg.probe.metrics):
             self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
                             if cfg.train.tensorboard else None)
