@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser("scan", help="gradient flow at initialisation across depths")
     scan.add_argument("--out", type=Path, default=Path("runs/scan"))
     scan.add_argument("--architectures", "--models", nargs="+", default=None,
-                      help="plain plain_bn residual residual_bn")
+                      help="plain plain_bn residual residual_bn (with --theory: zoo models)")
     scan.add_argument("--depths", nargs="+", type=int, default=None)
     scan.add_argument("--activations", nargs="+", default=None, choices=get_args(Activation))
     scan.add_argument("--inits", nargs="+", default=None, choices=get_args(Init))
     scan.add_argument("--seeds", type=int, default=None)
+    scan.add_argument("--theory", action="store_true",
+                      help="predict the profile at initialisation from theory alone (no run)")
     scan.add_argument("--quiet", action="store_true")
     scan.set_defaults(handler=_scan)
     return parser
@@ -289,14 +291,20 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from gradprobe.probe.scan import ScanConfig, run_scan
+    from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
+    progress = _progress(args.quiet)
+    if args.theory:
+        options = {"models": args.architectures, "depths": args.depths,
+                   "activations": args.activations, "inits": args.inits}
+        theory = TheoryConfig(**{k: v for k, v in options.items() if v is not None})
+        run_theory(theory, args.out, progress=progress)
+        print(f"theory written to {args.out}")
+        return EXIT_OK
     overrides = {"architectures": args.architectures, "depths": args.depths,
                  "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
-    config = ScanConfig(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in overrides.items() if v is not None})
-    progress = _progress(args.quiet)
-    run_scan(config, args.out, progress=progress.message)
+    config = ScanConfig(**{k: v for k, v in overrides.items() if v is not None})
+    run_scan(config, args.out, progress=progress)
     print(f"scan written to {args.out}")
     return EXIT_OK
 

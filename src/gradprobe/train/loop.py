@@ -192,7 +192,7 @@ class _Trainer:
         self.probe: GradientProbe | _NoProbe = (
             GradientProbe(self.model, metrics=probed, every=cfg.probe.every)
             if probed else _NoProbe())
-        if "update_ratio" in cfg.probe.metrics:
+        if any(metric_info(metric).needs_optimizer for metric in probed):
             self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
                             if cfg.train.tensorboard else None)
