@@ -406,3 +406,21 @@ def test_replicates_trained_by_a_study_share_their_data(tmp_path: Path) -> None:
     first_step = [frame.loc[(frame["step"] == 0) & (frame["metric"] == "weight_grad_norm"),
                             "value"].to_numpy() for frame in gradients.values()]
     assert not np.array_equal(*first_step)  # another init and batch: another gradient
+
+
+def test_quick_trains_one_worker_process_per_core_unless_told(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    from gradprobe.study.presets import default_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert (default_jobs("quick"), default_jobs("smoke"), default_jobs("full")) == (4, 1, 1)
+    used = []
+    monkeypatch.setattr(study_runner, "execute_pool",
+                        lambda tasks, jobs, progress: used.append(("pool", jobs)) or [])
+    monkeypatch.setattr(study_runner, "execute_local",
+                        lambda tasks, progress: used.append(("local", 1)) or [])
+    spec = {"name": "q", "seeds": [0, 1, 2], "runs": [{"model": "mlp"}]}
+    run_study(spec, tmp_path / "a", preset="quick", write_report=False)
+    run_study(spec, tmp_path / "b", preset="quick", jobs=1, write_report=False)
+    run_study(spec, tmp_path / "c", preset="smoke", write_report=False)
+    assert used == [("pool", 3), ("local", 1), ("local", 1)]  # never more workers than runs

@@ -15,7 +15,7 @@ from gradprobe.analysis.findings import (
     ratio_sentence,
 )
 from gradprobe.analysis.format import fmt_r2, fmt_ratio, join_words, plural
-from gradprobe.analysis.groups import strip_seed
+from gradprobe.analysis.groups import max_seeds, strip_seed, summarize_configurations
 from gradprobe.analysis.load import RunData, StudyData
 from gradprobe.analysis.replicates import Estimate, estimate, ratio_estimate
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, RunAnalysis
@@ -40,6 +40,11 @@ def answer_sentences(
                          layer_2_vs_10_sentence(name, run, summary), fit_sentence(summary)):
             if sentence:
                 sentences.append(sentence)
+    groups = [group for group in summarize_configurations(study, summaries)
+              if set(group.runs) & set(featured)]
+    if max_seeds(groups) > 1:  # the sentences above are one seed's; this is over all seeds
+        sentences += [f"Over every seed of the compared configurations: {sentence}"
+                      for sentence in group_findings.flow_sentences(groups)]
     low, high = VERDICT_THRESHOLDS.vanishing_below, VERDICT_THRESHOLDS.exploding_above
     compared = [n for n in featured if n in with_data]
     vanishing = [n for n in compared if summaries[n].first.verdict == "vanishing"]

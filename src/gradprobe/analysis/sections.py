@@ -112,7 +112,7 @@ def setup_blocks(study: StudyData) -> list[Block]:
                          "init", "conv layers", "linear layers", "parameters"],
                         [[row[key] for key in keys] for row in rows]))
     blocks.append(h3("Training setup"))
-    keys = ["epochs", "batch", "optimizer", "lr", "momentum", "scheduler", "device"]
+    keys = ["epochs", "batch", "optimizer", "lr", "warmup", "momentum", "scheduler", "device"]
     groups: dict[tuple[str, ...], list[str]] = {}  # one row per distinct setup, seeds merged
     seeds: dict[tuple[str, ...], list[str]] = {}
     for row in tables.training_rows(study):
@@ -123,6 +123,7 @@ def setup_blocks(study: StudyData) -> list[Block]:
     rows = [[f"all {len(names)} runs" if len(groups) == 1 and len(names) > 1
              else ", ".join(names), *setup[:-1], ", ".join(seeds[setup]), setup[-1]]
             for setup, names in groups.items()]
-    blocks.append(table(["runs", "epochs", "batch", "optimiser", "learning rate", "momentum",
-                         "schedule", "seed", "device"], rows))
+    blocks.append(table(["runs", "epochs", "batch", "optimiser", "learning rate",
+                         "linear warm-up (epochs)", "momentum", "schedule", "seeds", "device"],
+                        rows))
     return blocks

@@ -108,6 +108,8 @@ def training_rows(study: StudyData) -> list[dict[str, str]]:
             "optimizer": str(train.get("optimizer", "n/a")),
             "lr": str(train.get("lr", "n/a")),
             "momentum": str(train.get("momentum", "n/a")),
+            # linear learning-rate warm-up over the first epochs (absent in older runs: none)
+            "warmup": f"{train.get('warmup_epochs') or 0:g}",
             "scheduler": scheduler,
             "seed": str(train.get("seed", "n/a")),
             "device": str(run.config.get("device", train.get("device", "n/a"))),
