@@ -16,6 +16,7 @@ data split does not), so every number the report compares is an estimate with a 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -104,7 +105,11 @@ def compare(first: Estimate, second: Estimate) -> Comparison:
     if np.var(a) == 0 and np.var(b) == 0:  # identical seeds on both sides: exact comparison
         p_value = 0.0 if a[0] != b[0] else 1.0
     else:
-        p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        with warnings.catch_warnings():  # nearly equal seeds: scipy warns of precision loss
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        if math.isnan(p_value):  # no usable spread on either side: nothing to call
+            p_value = 1.0
     if p_value >= SIGNIFICANCE:
         return Comparison(Verdict.WITHIN_NOISE, p_value, factor)
     higher = np.mean(a) > np.mean(b)

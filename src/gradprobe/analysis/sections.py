@@ -52,7 +52,7 @@ REPLICATE_RULE = (
     "Scores (accuracies, dB per layer) are summarised by their arithmetic mean and a Student-t "
     "95% interval, mean ± t(0.975, n−1)·s/√n; ratios (first-to-last ratios, decay factors, "
     "weight distances), which span decades, by their geometric mean and the same interval "
-    "computed on log10 and transformed back.",
+    "computed on log10 and transformed back. Accuracy intervals are clipped to 0-100%.",
     f"A difference between two configurations is called only when Welch's t-test (unequal "
     f"variances; on log10 for ratios) gives p < {SIGNIFICANCE:g} with at least "
     f"{MIN_SEEDS_TO_COMPARE} seeds on each side; otherwise it is reported as within "
