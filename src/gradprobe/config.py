@@ -79,6 +79,7 @@ class TrainConfig(_Frozen):
     tensorboard: bool = False  # also write TensorBoard event files
     max_steps_per_epoch: int | None = Field(None, ge=1)  # cap steps per epoch (smoke tests)
     checkpoint_every: int = Field(0, ge=0)  # also checkpoint every N steps in an epoch (0 = off)
+    warmup_epochs: float = Field(0.0, ge=0)  # linear lr warm-up over this many epochs (0 = off)
 
 
 class ProbeConfig(_Frozen):
