@@ -32,8 +32,8 @@ def load_digits_pool() -> tuple[torch.Tensor, torch.Tensor, str]:
     except ImportError as error:
         raise InputError(
             "the 'digits' dataset is read from scikit-learn's wheel, which is not installed. "
-            "Fix: pip install 'gradprobe[digits]' (or pip install scikit-learn), or choose "
-            "another dataset (`gradprobe datasets`)."
+            "Fix: pip install scikit-learn (a gradprobe dependency; reinstall gradprobe), or "
+            "choose another dataset (`gradprobe datasets`)."
         ) from error
     bunch = load_digits()
     levels = torch.as_tensor(bunch.images, dtype=torch.float64)  # (N, 8, 8), 0..16
