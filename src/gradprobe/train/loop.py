@@ -46,7 +46,7 @@ from gradprobe.train.checkpoint import (
     set_rng_state,
 )
 from gradprobe.train.device import resolve_device
-from gradprobe.train.optim import build_optimizer, build_scheduler
+from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
 from gradprobe.train.rundir import RunDirectory, config_differences, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
 from gradprobe.train.threads import torch_threads
@@ -316,11 +316,13 @@ class _Trainer:
                     loss.backward()
                 # The named point: after backward, before clipping and the optimiser step.
                 self.probe.record(pos.step, epoch_number, scaler=self.scaler)
-                if self.scaler is not None:
-                    self.scaler.step(optimizer)
-                    self.scaler.update()
-                else:
-                    optimizer.step()
+                with warmup_lr(optimizer, self.scheduler, pos.step, len(self.train_loader),
+                               cfg.warmup_epochs):
+                    if self.scaler is not None:
+                        self.scaler.step(optimizer)
+                        self.scaler.update()
+                    else:
+                        optimizer.step()
                 correct += (logits.argmax(dim=1) == labels).sum()
                 batch_size = labels.shape[0]
                 pos.loss_sum += loss_value * batch_size
