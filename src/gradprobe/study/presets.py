@@ -1,7 +1,8 @@
 """Presets: sizes merged under a study spec (the spec's own values win).
 
-`full` is exactly the assignment's setup; `quick` shrinks image size, width, images and epochs so
-the built-in study finishes in minutes on a 2-core CPU; `smoke` is for tests (seconds).
+`full` is exactly the assignment's setup (repeated over three seeds); `quick` uses the digits set,
+a smaller image size, width and epoch count, and a warm-up, so the built-in study with its
+replicates finishes in minutes on a 2-core CPU; `smoke` is for tests (seconds, one seed).
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125},
     },
     "quick": {
-        # Sized so the 15-run built-in study fits in 8 minutes on a 2-core CPU (measured about
-        # 4.5): vgg_deep at width 0.125 takes ~0.2 s per step of 32 images (0.6 s at 0.25).
-        # Momentum 0.9 (the assignment's SGD has none) so ~100 steps show learning at all; the
-        # report's training-setup table states it.
-        "data": {"image_size": 32, "images_per_class": 300},
-        "train": {"epochs": 10, "batch_size": 32, "momentum": 0.9},
+        # Set from measurements (issue 12; calib_findings.md, means over 3 seeds at these
+        # settings): scikit-learn's shipped handwritten digits give the textbook picture where
+        # the synthetic shapes are too hard for a 29-layer net at width 0.125 in ~200 steps
+        # (vgg_deep + batch norm 94% on digits, never fits synthetic). A linear warm-up over
+        # epoch 1 lifts vgg16 off its plateau (46% -> 92% at seed 0); lr 0.02 or batch 16 hurt
+        # vgg_deep + batch norm. Momentum 0.9 (the assignment's SGD has none), stated in the
+        # report's setup table. 7 epochs x 3 seeds x 15 configurations = 727 CPU s measured:
+        # ~6 min on 2 worker processes (`default_jobs`); 8 epochs would not leave room.
+        # images_per_class applies to `--dataset synthetic` only.
+        "data": {"dataset": "digits", "image_size": 32, "images_per_class": 300},
+        "train": {"epochs": 7, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
+                  "warmup_epochs": 1},
         "model": {"width": 0.125},
         "study": {"seeds": [0, 1, 2]},
     },
