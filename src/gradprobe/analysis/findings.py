@@ -1,4 +1,4 @@
-"""Sentences computed from the records: per-run facts, comparisons and experiment findings.
+"""Sentences computed from one run's records (configurations: `group_findings`).
 
 Findings are phrased conditionally on what the data say: a run whose first-to-last ratio stays
 within the verdict thresholds is called healthy, whatever the textbook expects of it.
@@ -7,21 +7,18 @@ within the verdict thresholds is called healthy, whatever the textbook expects o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gradprobe.analysis.format import fmt_db, fmt_pct, fmt_r2, fmt_ratio, join_words
+from gradprobe.analysis.format import fmt_db, fmt_r2, fmt_ratio
 from gradprobe.analysis.load import RunData
-from gradprobe.analysis.states import state_text
 from gradprobe.analysis.summary import (
-    VERDICT_THRESHOLDS,
     RunAnalysis,
     fitted_layers,
     run_epoch_means,
 )
 from gradprobe.metrics import metric_info
-from gradprobe.record import GradCol, RunState
+from gradprobe.record import GradCol
 
 
 def _mean_at(run: RunData, metric: str, layer: str, epoch: int) -> float:
@@ -100,94 +97,3 @@ def distance_from_one(ratio: float | None) -> float:
     if ratio is None or ratio <= 0 or not math.isfinite(ratio):
         return math.inf
     return abs(math.log10(ratio))
-
-
-def accuracy_sentences(names: Sequence[str], summaries: Mapping[str, RunAnalysis]) -> list[str]:
-    """Test-accuracy ranking and when each run first reached the target validation accuracy."""
-    sentences = []
-    scored = [(n, summaries[n].test_acc) for n in names
-              if summaries[n].test_acc is not None]
-    if len({fmt_pct(acc) for _, acc in scored}) == 1 and len(scored) > 1:
-        sentences.append(f"Every run reaches the same test accuracy, {fmt_pct(scored[0][1])}.")
-    elif scored:
-        scored.sort(key=lambda item: -item[1])
-        ranking = join_words([f"{n} ({fmt_pct(acc)})" for n, acc in scored])
-        sentences.append(f"Test accuracy, best first: {ranking}.")
-    target = next(iter(summaries.values())).target_acc if summaries else None
-    reached = [(n, summaries[n].epochs_to_target) for n in names
-               if summaries[n].epochs_to_target is not None]
-    missed = [n for n in names if summaries[n].epochs_to_target is None
-              and summaries[n].best_val_acc is not None]
-    if target is None or not (reached or missed):
-        return sentences
-    if reached:
-        parts = join_words([f"{n} at epoch {e}" for n, e in reached])
-        text = f"Validation accuracy first reached {fmt_pct(target)}: {parts}"
-        sentences.append(text + (f"; {join_words(missed)} never did." if missed else "."))
-    else:
-        best = max(missed, key=lambda n: summaries[n].best_val_acc)
-        sentences.append(f"No run here reached {fmt_pct(target)} validation accuracy (the best "
-                         f"is {fmt_pct(summaries[best].best_val_acc)}, {best}).")
-    return sentences
-
-
-def flow_sentences(names: Sequence[str], summaries: Mapping[str, RunAnalysis]) -> list[str]:
-    """Which of `names` vanish, explode or stay healthy at their first epoch."""
-    groups: dict[str, list[str]] = {}
-    for name in names:
-        summary = summaries[name]
-        if summary.first.ratio is None:
-            continue
-        groups.setdefault(summary.first.verdict, []).append(
-            f"{name} ({fmt_ratio(summary.first.ratio)})")
-    if not groups:
-        return ["No run here recorded usable gradient data, so gradient flow cannot be compared."]
-    parts = [f"{verdict}: {join_words(items)}" for verdict, items in sorted(groups.items())]
-    return [f"First-to-last ratio at the first epoch, by verdict: {'; '.join(parts)}."]
-
-
-def experiment_findings(
-    labels: Mapping[str, str], runs: Mapping[str, RunData], summaries: Mapping[str, RunAnalysis]
-) -> list[str]:
-    """Step 5's finding for one experiment, from its variants' numbers."""
-    sentences: list[str] = []
-    usable = [n for n in labels if summaries[n].first.ratio is not None]
-    for name in labels:
-        if runs[name].state in (RunState.FAILED, RunState.MISSING):
-            sentences.append(f"{labels[name]} has no result: {state_text(runs[name])}.")
-    if usable:
-        parts = []
-        for name in usable:
-            summary = summaries[name]
-            part = (f"{fmt_ratio(summary.first.ratio)} ({summary.first.verdict}) with "
-                    f"{labels[name]}")
-            if runs[name].state is RunState.DIVERGED:
-                part += f", which {state_text(runs[name])}"
-            parts.append(part)
-        epochs = {summaries[n].first.epoch for n in usable}
-        at = f"epoch {epochs.pop()}" if len(epochs) == 1 else "each run's first epoch"
-        if len(parts) == 2:
-            sentences.append(f"At {at} the first-to-last ratio is {parts[0]}, against {parts[1]}.")
-        else:
-            sentences.append(f"At {at} the first-to-last ratio is {join_words(parts)}.")
-        verdicts = {summaries[n].first.verdict for n in usable}
-        if len(usable) > 1 and len(verdicts) == 1:
-            every = "both" if len(usable) == 2 else f"all {len(usable)}"
-            sentences.append(f"By the {VERDICT_THRESHOLDS.vanishing_below:g}-"
-                             f"{VERDICT_THRESHOLDS.exploding_above:g} rule {every} variants are "
-                             f"{verdicts.pop()}, so on this measure the axis does not change the "
-                             "verdict.")
-        if len(usable) > 1:
-            best = min(usable,
-                       key=lambda n: distance_from_one(summaries[n].first.ratio))
-            sentences.append(f"The most even gradient flow (ratio nearest 1) is with "
-                             f"{labels[best]}.")
-    else:
-        sentences.append("No variant recorded usable gradient data.")
-    accurate = [n for n in labels if summaries[n].best_val_acc is not None]
-    if len(accurate) > 1:
-        accurate.sort(key=lambda n: -summaries[n].best_val_acc)
-        ranking = join_words([f"{labels[n]} {fmt_pct(summaries[n].best_val_acc)}"
-                              for n in accurate])
-        sentences.append(f"Best validation accuracy, highest first: {ranking}.")
-    return sentences

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from gradprobe.analysis.format import fmt_count, fmt_db, fmt_pct, fmt_r2, fmt_ratio
+from gradprobe.analysis.format import fmt_count
 from gradprobe.analysis.groups import ConfigurationSummary
 from gradprobe.analysis.load import StudyData
 from gradprobe.analysis.replicates import Estimate, format_estimate
 from gradprobe.analysis.states import state_text
-from gradprobe.analysis.summary import FlowAtEpoch, RunAnalysis, verdict
+from gradprobe.analysis.summary import verdict
 from gradprobe.record import Col
 
 
@@ -115,39 +115,6 @@ def training_rows(study: StudyData) -> list[dict[str, str]]:
             "device": str(run.config.get("device", train.get("device", "n/a"))),
         })
     return rows
-
-
-def result_row(name: str, summary: RunAnalysis) -> dict[str, str]:
-    """One row of the comparison / experiment tables."""
-    best = fmt_pct(summary.best_val_acc)
-    if summary.best_epoch is not None and best != "n/a":
-        best = f"{best} (epoch {summary.best_epoch})"
-    reached = summary.epochs_to_target
-    return {
-        "run": name,
-        "outcome": summary.outcome or summary.state.value,
-        "best_val_acc": best,
-        "final_val_acc": fmt_pct(summary.final_val_acc),
-        "test_acc": fmt_pct(summary.test_acc),
-        "epochs_to_target": "not reached" if reached is None else str(reached),
-        "ratio_first": _ratio_cell(summary.first),
-        "ratio_last": _ratio_cell(summary.last),
-        "factor": fmt_ratio(summary.first.decay_per_layer),
-        "db": fmt_db(summary.first.db_per_layer),
-        "r2": fmt_r2(summary.first.r2),
-        "verdict": _verdict_cell(summary),
-    }
-
-
-def _ratio_cell(flow: FlowAtEpoch) -> str:
-    if flow.ratio is None:
-        return "n/a"
-    return f"{fmt_ratio(flow.ratio)} (epoch {flow.epoch})"
-
-
-def _verdict_cell(summary: RunAnalysis) -> str:
-    first, last = summary.first.verdict, summary.last.verdict
-    return first if first == last else f"{first} → {last}"
 
 
 CONFIGURATION_HEADERS = ("configuration", "seeds", "outcome", "best val acc", "test acc",
