@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from gradprobe.metrics import default_metrics, list_metrics
+from gradprobe.metrics import default_run_metrics, list_metrics
 
 Norm = Literal["none", "batch"]
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu"]
@@ -118,7 +118,7 @@ class TrainConfig(_Frozen):
 class ProbeConfig(_Frozen):
     """What the gradient probe records, and how often."""
 
-    metrics: MetricNames = Field(default_metrics(), description="probe metrics to record")
+    metrics: MetricNames = Field(default_run_metrics(), description="probe metrics to record")
     every: int = Field(1, ge=1, description="record every k-th optimiser step")
 
 

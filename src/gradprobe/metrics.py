@@ -104,7 +104,14 @@ def probe_metrics() -> list[str]:
 
 
 def default_metrics() -> tuple[str, ...]:
-    """The metrics recorded when the user chooses none."""
+    """The metrics a GradientProbe records when the user chooses none."""
+    return tuple(name for name, info in _CATALOG.items()
+                 if info.default and info.source != "weights")
+
+
+def default_run_metrics() -> tuple[str, ...]:
+    """The metrics a training run records when the user chooses none: the probe's defaults
+    plus the trainer's own (`weight_distance`)."""
     return tuple(name for name, info in _CATALOG.items() if info.default)
 
 
