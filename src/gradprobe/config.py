@@ -52,6 +52,9 @@ class ModelConfig(_Frozen):
     init: Init = Field("kaiming", description="weight init (He/Kaiming normal, as in the "
                        "assignment)")
     stem: Stem | None = Field(None, description="resnet/plain stem (default: cifar)")
+    residual: bool | None = Field(None, description="identity skips, for the resnet/plain "
+                                  "families (default: the family's: true for resnet*, false "
+                                  "for plain*)")
 
     def builder_options(self) -> dict[str, Any]:
         """Keyword options for `build_model`, leaving family defaults where unset."""
