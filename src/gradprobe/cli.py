@@ -223,7 +223,7 @@ def _models(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'model':<16}{'parameters':>14}  (num_classes={zoo.num_classes}, "
           f"width={model.width})")
-    # Depth, stem and residual are options of some families only: the listing uses each family's own.
+    # Depth, stem and residual are options of some families only: each family uses its own.
     family_options = {k: v for k, v in model.builder_options().items()
                       if k not in ("stem", "depth", "residual")}
     for name in list_models():
