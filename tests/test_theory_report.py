@@ -23,6 +23,7 @@ from gradprobe.analysis.theory_check import (
     TOLERANCE,
     border_fraction,
     check_run,
+    predict_run,
     segment_fit,
 )
 from gradprobe.analysis.theory_text import theory_blocks, theory_sentences
@@ -79,6 +80,19 @@ def test_border_fraction_counts_the_taps_inside_the_map() -> None:
         inside = sum(1 for y in range(size) for x in range(size) for dy in (-1, 0, 1)
                      for dx in (-1, 0, 1) if 0 <= y + dy < size and 0 <= x + dx < size)
         assert border_fraction(3, size, size) == pytest.approx(inside / (9 * size * size))
+
+
+def test_border_correction_cancels_under_batch_norm(tmp_path: Path) -> None:
+    """Without a norm the gain scales by sqrt(share); a batch norm divides by the std the same
+    borders shrank, so on equal maps the correction cancels."""
+    share = border_fraction(3, 32, 32)  # the fakes' 32x32 images, kept by every conv
+    for norm, expected in (("none", math.sqrt(share)), ("batch", 1.0)):
+        run_dir = write_run(tmp_path, norm, layers=STACK, model={**STACK_MODEL, "norm": norm})
+        theory = predict_run(load_run(run_dir))
+        pairs = [(border, gain) for border, gain
+                 in zip(theory.border_gains, theory.prediction.gains, strict=True) if gain]
+        assert len(pairs) == 4
+        assert [border / gain for border, gain in pairs] == pytest.approx([expected] * 4)
 
 
 # ---------------------------------------------------------------------------- fake runs

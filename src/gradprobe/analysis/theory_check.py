@@ -185,9 +185,13 @@ def predict_run(run: RunData) -> RunTheory:
         shares.append(share)
     if isinstance(prediction, NoPrediction):
         return RunTheory(prediction)
-    # transition i -> i+1 goes back through layer i+1's weights: its border share applies
-    corrected = tuple(None if gain is None else gain * math.sqrt(shares[index + 1])
-                      for index, gain in enumerate(prediction.gains))
+    # Transition i -> i+1 goes back through layer i+1's weights: E||g||^2 scales by its share.
+    # A batch norm after layer i divides by z_i's batch std, whose variance the borders of
+    # layer i shrink by its own share: within a stage of equal maps the two cancel.
+    corrected = tuple(
+        None if gain is None else gain * math.sqrt(
+            shares[index + 1] / (shares[index] if layers[index].norm == "batch" else 1.0))
+        for index, gain in enumerate(prediction.gains))
     return RunTheory(prediction, corrected, tuple(maps),
                      tuple(layer.out_channels for layer in layers))
 

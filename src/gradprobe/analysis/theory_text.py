@@ -50,7 +50,7 @@ def theory_blocks_for(checks: Sequence[TheoryCheck]) -> list[Block]:
         "covers (none covers a pooling layer); the predicted factor is the same fit to the "
         f"predicted profile. They agree within ±{tolerance}: the theory is the infinite-width "
         f"limit, and {tolerance} per layer already compounds to {1 - TOLERANCE:g}^{layers} ≈ "
-        f"{fmt_ratio((1 - TOLERANCE) ** layers)} over {layers} layers. The "
+        f"{fmt_ratio((1 - TOLERANCE) ** layers)} over {layers} transitions. The "
         "borders column counts what the theory leaves out at the edges of a feature map: a "
         f"3×3 conv on a 2×2 map sees {border_fraction(3, 2, 2):.0%} of its taps, which "
         f"multiplies the gain by √{border_fraction(3, 2, 2):.2f}."),
