@@ -65,7 +65,7 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Which images, how they are prepared and split."""
 
-    dataset: str = Field("synthetic", description="synthetic, fashion-mnist, cifar10, or a "
+    dataset: str = Field("synthetic", description="synthetic, digits, fashion-mnist, cifar10, or a "
                          "path to an ImageFolder tree")
     image_size: int = Field(64, ge=8, le=512, description="images are resized to "
                             "image_size x image_size pixels")
@@ -114,6 +114,8 @@ class TrainConfig(_Frozen):
                                             "(smoke tests)")
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps inside "
                                   "an epoch (0 = off)")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up over this "
+                                 "many epochs (0 = off, as in the assignment)")
 
 
 class ProbeConfig(_Frozen):

@@ -1,8 +1,8 @@
 """Dataset specs -> train/val/test `Splits`: the one entry point of the data layer.
 
-DATASET is `synthetic` (the embedded default), `fashion-mnist`, `cifar10`, or a path to an
-ImageFolder directory. A name wins over a same-named folder in the working directory; write
-`./synthetic` to mean the folder.
+DATASET is `synthetic` (the embedded default), `digits` (scikit-learn's shipped handwritten
+digits), `fashion-mnist`, `cifar10`, or a path to an ImageFolder directory. A name wins over a
+same-named folder in the working directory; write `./synthetic` to mean the folder.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from gradprobe.config import DataConfig
 from gradprobe.data.cache import resolve_cache_dir
+from gradprobe.data.digits import DIGITS_CLASSES, load_digits_pool
 from gradprobe.data.folder import load_folder
 from gradprobe.data.splits import (
     Splits,
@@ -37,6 +38,8 @@ _KINDS: dict[str, str] = {
                      "dataset-fashion-mnist, or --data-root / $GRADPROBE_DATA / --download)",
     "cifar10": "CIFAR-10 via torchvision (cifar-10-batches-py under --data-root / "
                "$GRADPROBE_DATA, or --download)",
+    "digits": "scikit-learn's 1,797 handwritten digits (8x8, 10 classes, ~180 per class), "
+              "shipped in the scikit-learn wheel: no download",
 }
 _PATH_KIND = ("PATH", "an ImageFolder directory: one sub-folder of images per class, "
                       "decoded once and cached")
@@ -71,14 +74,19 @@ def _check_options(image_size: int, split: tuple[float, ...],
 def _split_pool(
     images: torch.Tensor, labels: torch.Tensor, classes: list[str], *, identity: dict[str, Any],
     info: dict[str, Any], image_size: int, seed: int, split: tuple[float, float, float],
-    max_train_images: int | None,
+    max_train_images: int | None, resize: bool = False,
 ) -> Splits:
-    """Stratified train/val/test partition of one pool of images (synthetic, ImageFolder)."""
+    """Stratified train/val/test partition of one pool of images (synthetic, digits, folder).
+
+    `resize`: the pool is at its native size, so each part is resized to `image_size` (and
+    one channel becomes three) as it is taken.
+    """
     train, val, test = stratified_partition(labels, split, seed, classes)
     if max_train_images is not None:
         train = stratified_subsample(train, labels, max_train_images, seed, classes)
     indices = {"train": train, "val": val, "test": test}
-    parts = {name: take(images, labels, index) for name, index in indices.items()}
+    size = image_size if resize else None
+    parts = {name: take(images, labels, index, size) for name, index in indices.items()}
     return assemble(parts, indices, classes=classes, identity=identity, image_size=image_size,
                     seed=seed, fractions=split, info=info)
 
@@ -144,6 +152,8 @@ def load_dataset(
     if kind == "synthetic":
         return _load_synthetic(num_classes=num_classes, images_per_class=images_per_class,
                                **common)
+    if kind == "digits":
+        return _load_digits(**common)
     if kind == "fashion-mnist":
         official = load_fashion_mnist(data_root, download, resolve_cache_dir(cache_dir))
         return _split_official(official, kind, **common)
@@ -174,6 +184,15 @@ def _load_synthetic(*, num_classes: int, images_per_class: int, **common: Any) -
     info = {"kind": "synthetic", "source": "embedded (procedural shapes)",
             "num_classes": num_classes, "images_per_class": images_per_class}
     return _split_pool(images, labels, classes, identity=identity, info=info, **common)
+
+
+def _load_digits(**common: Any) -> Splits:
+    images, labels, digest = load_digits_pool()
+    identity = {"kind": "digits", "sha256": digest}
+    info = {"kind": "digits", "source": "scikit-learn load_digits (shipped in the wheel)",
+            "num_classes": len(DIGITS_CLASSES), "original_size": 8}
+    return _split_pool(images, labels, list(DIGITS_CLASSES), identity=identity, info=info,
+                       resize=True, **common)
 
 
 def _load_folder(path: Path, *, cache_dir: str | Path | None, **common: Any) -> Splits:
