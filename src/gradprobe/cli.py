@@ -154,6 +154,8 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
     kind = info.annotation
     if get_origin(kind) in (Union, types.UnionType):  # X | None: None is the unset default
         kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if kind is bool and info.default is None:  # unset (the default's default), true or false
+        return {"type": _true_or_false}
     if kind is bool:
         if info.default is not False:
             raise TypeError("a boolean config field becomes a switch: its default must be False")
@@ -165,6 +167,12 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
         nargs: int | str = "+" if items[-1] is Ellipsis else len(items)
         return {"nargs": nargs, "type": items[0]}
     return {"type": kind}
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _help(config: type[BaseModel], name: str) -> str:
@@ -215,9 +223,9 @@ def _models(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'model':<16}{'parameters':>14}  (num_classes={zoo.num_classes}, "
           f"width={model.width})")
-    # Depth and stem are options of some families only: the listing uses each family's own.
+    # Depth, stem and residual are options of some families only: each family uses its own.
     family_options = {k: v for k, v in model.builder_options().items()
-                      if k not in ("stem", "depth")}
+                      if k not in ("stem", "depth", "residual")}
     for name in list_models():
         built = build_model(name, num_classes=zoo.num_classes, **family_options)
         print(f"{name:<16}{count_parameters(built):>14,}")

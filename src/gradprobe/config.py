@@ -52,6 +52,9 @@ class ModelConfig(_Frozen):
     init: Init = Field("kaiming", description="weight init (He/Kaiming normal, as in the "
                        "assignment)")
     stem: Stem | None = Field(None, description="resnet/plain stem (default: cifar)")
+    residual: bool | None = Field(None, description="identity skips, for the resnet/plain "
+                                  "families (default: the family's: true for resnet*, false "
+                                  "for plain*)")
 
     def builder_options(self) -> dict[str, Any]:
         """Keyword options for `build_model`, leaving family defaults where unset."""
@@ -73,6 +76,8 @@ class DataConfig(_Frozen):
     images_per_class: int = Field(600, ge=4, description="synthetic only")
     num_classes: int = Field(3, ge=2, le=10, description="synthetic only")
     max_train_images: int | None = Field(None, ge=1, description="cap the train split")
+    max_images: int | None = Field(None, ge=3, description="cap the whole dataset, every split "
+                                   "(class proportions kept): CPU-sized Fashion-MNIST/CIFAR-10")
     data_root: str | None = Field(None, description="where torchvision sets live (else "
                                   "$GRADPROBE_DATA, then Debian's)")
     download: bool = Field(False, description="let torchvision download a missing set")

@@ -313,7 +313,7 @@ def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]
         if "residual" in values:
             model = _residual_twin(model, values["residual"], f"{where}.axes.residual")
         options = {**_written(experiment.base.options),
-                   **{k: v for k, v in values.items() if k in MODEL_AXES}}
+                   **{k: v for k, v in values.items() if k in MODEL_AXES and k != "residual"}}
         train = {**_written(experiment.base.train),
                  **{k: v for k, v in values.items() if k in TRAIN_AXES}}
         label = ",".join(f"{axis}={_label(value)}" for axis, value in values.items())
