@@ -166,6 +166,9 @@ def test_tables_and_findings_give_intervals_and_call_differences_by_the_rule(
     assert 5 <= key.count("\n- ") <= 8
     # the input side moved f**4 as far as the output side: slowest, beyond seed variation
     assert "the input side learned slowest" in text
+    assert ("moved less from its initial weights than the one nearest the output in 1 of the 2 "
+            "compared configurations (vgg\\_deep 0.125× as far); beyond seed-to-seed variation "
+            "in 1 (vgg\\_deep).") in key
     # the rule is stated (Markdown escapes "<" as &lt;)
     assert "Welch's t-test (unequal variances; on log10 for ratios) gives p &lt; 0.05" in text
 
@@ -209,13 +212,14 @@ def test_figures_draw_a_band_only_for_replicates(replicated: Path, tmp_path: Pat
 def test_a_single_seed_study_says_it_cannot_separate_differences(tmp_path: Path) -> None:
     for name, best in (("a", 0.6), ("b", 0.9)):
         write_run(tmp_path / "runs", name, val_acc=[0.3, 0.5, best],
-                  model={"name": name})
+                  model={"name": name}, metrics=METRICS)
     write_study(tmp_path, ["a", "b"], comparison=["a", "b"])
     text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
     key = text.split("## Key findings")[1].split("## How the numbers")[0]
     assert SINGLE_SEED_NOTE.split(",")[0] in key  # "Each configuration ran with one seed"
     assert "cannot be separated from noise with fewer than two seeds a side" in text
     assert "beyond seed-to-seed variation" not in text
+    assert "with one seed each, none of these differences can be separated from noise" in key
 
 
 @pytest.mark.parametrize(("name", "stripped"), [

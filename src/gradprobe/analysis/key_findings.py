@@ -35,6 +35,8 @@ def learning_sentences(study: StudyData, summaries: Mapping[str, RunAnalysis],
     initial weights by the last epoch, against the one nearest the output (over seeds)."""
     groups = group_configurations(study, _compared(study))
     sentences, slowest, judged = [], [], 0
+    moved_less: list[str] = []  # configurations whose input side moved less (point estimates)
+    replicated = False
     for group in groups:
         firsts, lasts, layers = [], [], None
         for name in group.runs:
@@ -54,6 +56,9 @@ def learning_sentences(study: StudyData, summaries: Mapping[str, RunAnalysis],
             continue
         judged += 1
         result = compare(first, last)
+        replicated = replicated or result.verdict is not Verdict.TOO_FEW_SEEDS
+        if first.centre < last.centre:
+            moved_less.append(f"{group.name} {result.factor:.3g}×")
         text = (f"In {group.name}, by the last epoch the conv layer nearest the input "
                 f"({layers[0]}) has moved {group_findings.fmt(first)} of its initial weight norm, "
                 f"the one nearest the output ({layers[1]}) {group_findings.fmt(last)} "
@@ -75,9 +80,16 @@ def learning_sentences(study: StudyData, summaries: Mapping[str, RunAnalysis],
     if not judged:
         return ["The runs recorded no weight distances (the `weight_distance` metric), so "
                 "whether the layers nearest the input learn slowest cannot be answered here."]
-    sentences.append(f"So the layers nearest the input learn slowest, beyond seed-to-seed "
-                     f"variation, in {len(slowest)} of the {judged} compared configurations"
-                     + (f" ({join_words(slowest)})." if slowest else "."))
+    summary = (f"Do the layers nearest the input learn slowest? By the last epoch the conv layer "
+               f"nearest the input moved less from its initial weights than the one nearest the "
+               f"output in {len(moved_less)} of the {judged} compared configurations"
+               + (f" ({join_words(moved_less)} as far)" if moved_less else ""))
+    if replicated:
+        summary += (f"; beyond seed-to-seed variation in {len(slowest)}"
+                    + (f" ({join_words(slowest)})." if slowest else "."))
+    else:
+        summary += "; with one seed each, none of these differences can be separated from noise."
+    sentences.append(summary)
     return sentences
 
 
