@@ -163,6 +163,12 @@ def summarize_configurations(study: StudyData, summaries: Mapping[str, RunAnalys
             for group in group_configurations(study, names, labels)]
 
 
+def group_runs(study: StudyData, groups: Sequence[ConfigurationSummary | Configuration]
+               ) -> dict[str, list[RunData]]:
+    """Configuration name -> its runs' records, as the figures take them."""
+    return {group.name: [study.runs[name] for name in group.runs] for group in groups}
+
+
 def max_seeds(groups: Sequence[ConfigurationSummary | Configuration]) -> int:
     """The most runs any of `groups` holds (1: no configuration has replicates)."""
     return max((len(group.runs) for group in groups), default=0)

@@ -23,8 +23,8 @@ from gradprobe.analysis import answers, findings, group_findings, key_findings, 
 from gradprobe.analysis import figures as draw
 from gradprobe.analysis.format import format_value, join_words
 from gradprobe.analysis.groups import (
-    ConfigurationSummary,
     group_configurations,
+    group_runs,
     max_seeds,
     summarize_configurations,
 )
@@ -48,7 +48,6 @@ from gradprobe.analysis.text import (
     bullets,
     h3,
     p,
-    table,
 )
 from gradprobe.analysis.theory_text import theory_blocks
 from gradprobe.errors import InputError
@@ -209,28 +208,20 @@ def _run_figure_blocks(figures: _Figures, name: str, run: RunData, summary: RunA
     return blocks
 
 
-def _configuration_table(groups: Sequence[ConfigurationSummary]) -> Block:
-    return table(list(tables.CONFIGURATION_HEADERS),
-                 [tables.configuration_row(group) for group in groups])
-
-
-def _group_runs(study: StudyData, groups: Sequence[ConfigurationSummary]
-                ) -> dict[str, list[RunData]]:
-    return {group.name: [study.runs[name] for name in group.runs] for group in groups}
-
-
 def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[str, RunAnalysis],
                        metric: str) -> list[Block]:
     title, names, missing = _comparison(study)
     groups = summarize_configurations(study, summaries, names)
-    blocks: list[Block] = ([p(f"{title}: {join_words([g.name for g in groups])}"
-                              f"{_seed_text(groups)}.")] if names else [])
+    most = max_seeds(groups)
+    seeds = f", each over up to {most} seeds" if most > 1 else ""
+    blocks: list[Block] = ([p(f"{title}: {join_words([g.name for g in groups])}{seeds}.")]
+                           if names else [])
     if missing:
         blocks.append(p("The comparison lists runs the study does not hold: "
                         f"{', '.join(missing)}."))
     if not names:
         return [*blocks, p("There are no runs to compare.")]
-    runs = _group_runs(study, groups)
+    runs = group_runs(study, groups)
     band = " Shaded: the seeds' minimum to maximum; lines: their mean." \
         if max_seeds(groups) > 1 else ""
     if any(not run.gradients.empty for group in runs.values() for run in group):
@@ -252,17 +243,12 @@ def _comparison_blocks(figures: _Figures, study: StudyData, summaries: Mapping[s
         blocks.append(figures.block(path, "training curves of the compared models",
                                     "Loss and accuracy per epoch: train solid, validation "
                                     "dashed." + band))
-    blocks.append(_configuration_table(groups))
+    blocks.append(tables.configuration_table(groups))
     blocks += [p(s) for s in group_findings.accuracy_sentences(groups)]
     blocks += [p(s) for s in group_findings.flow_sentences(groups)]
     if max_seeds(groups) < 2:
         blocks.append(p(group_findings.SINGLE_SEED_NOTE))
     return blocks
-
-
-def _seed_text(groups: Sequence[ConfigurationSummary]) -> str:
-    most = max_seeds(groups)
-    return "" if most < 2 else f", each over up to {most} seeds"
 
 
 def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experiment,
@@ -283,7 +269,7 @@ def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experime
         return [*blocks, p("None of its runs is in the study.")], []
     groups = summarize_configurations(study, summaries, list(experiment.labels),
                                       experiment.labels)
-    runs = _group_runs(study, groups)
+    runs = group_runs(study, groups)
     if any(not run.gradients.empty or not run.metrics.empty
            for group in runs.values() for run in group):
         path = draw.plot_experiment(runs, metric, figures.path(f"experiment-{experiment.name}"),
@@ -294,7 +280,7 @@ def _experiment_blocks(figures: _Figures, study: StudyData, experiment: Experime
             path, f"{experiment.title}: depth profiles and training curves",
             "Top: depth profile at the first (dashed) and last (solid) epoch; below: loss and "
             "accuracy, train solid, validation dashed." + band))
-    blocks.append(_configuration_table(groups))
+    blocks.append(tables.configuration_table(groups))
     found = [f"{experiment.labels[name]} has no result: {state_text(study.runs[name])}."
              for name in experiment.labels
              if study.runs[name].state in (RunState.FAILED, RunState.MISSING)]

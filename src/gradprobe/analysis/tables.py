@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from gradprobe.analysis.format import fmt_count
@@ -11,6 +12,7 @@ from gradprobe.analysis.load import StudyData
 from gradprobe.analysis.replicates import Estimate, format_estimate
 from gradprobe.analysis.states import state_text
 from gradprobe.analysis.summary import verdict
+from gradprobe.analysis.text import Block, table
 from gradprobe.record import Col
 
 
@@ -120,6 +122,11 @@ def training_rows(study: StudyData) -> list[dict[str, str]]:
 CONFIGURATION_HEADERS = ("configuration", "seeds", "outcome", "best val acc", "test acc",
                          "ratio, first epoch", "ratio, last epoch", "dB per layer, first epoch",
                          "verdict")
+
+
+def configuration_table(groups: Sequence[ConfigurationSummary]) -> Block:
+    """The comparison / experiment table: one row per configuration."""
+    return table(list(CONFIGURATION_HEADERS), [configuration_row(group) for group in groups])
 
 
 def configuration_row(summary: ConfigurationSummary) -> list[str]:
