@@ -408,8 +408,8 @@ def test_replicates_trained_by_a_study_share_their_data(tmp_path: Path) -> None:
     assert not np.array_equal(*first_step)  # another init and batch: another gradient
 
 
-def test_quick_trains_one_worker_process_per_core_unless_told(monkeypatch: pytest.MonkeyPatch,
-                                                              tmp_path: Path) -> None:
+def test_gradprobe_study_quick_trains_one_worker_process_per_core_unless_told(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from gradprobe.study.presets import default_jobs
 
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
@@ -419,8 +419,14 @@ def test_quick_trains_one_worker_process_per_core_unless_told(monkeypatch: pytes
                         lambda tasks, jobs, progress: used.append(("pool", jobs)) or [])
     monkeypatch.setattr(study_runner, "execute_local",
                         lambda tasks, progress: used.append(("local", 1)) or [])
-    spec = {"name": "q", "seeds": [0, 1, 2], "runs": [{"model": "mlp"}]}
-    run_study(spec, tmp_path / "a", preset="quick", write_report=False)
-    run_study(spec, tmp_path / "b", preset="quick", jobs=1, write_report=False)
-    run_study(spec, tmp_path / "c", preset="smoke", write_report=False)
-    assert used == [("pool", 3), ("local", 1), ("local", 1)]  # never more workers than runs
+    monkeypatch.setattr(study_runner, "summary_rows", lambda *args: [])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "q", "seeds": [0, 1, 2], "runs": [{"model": "mlp"}]}))
+    for out, extra in (("a", ["--preset", "quick"]), ("b", ["--preset", "quick", "--jobs", "1"]),
+                       ("c", ["--preset", "smoke"])):
+        assert main(["study", str(spec), "--out", str(tmp_path / out), "--quiet", *extra]) == 0
+    assert used == [("pool", 4), ("local", 1), ("local", 1)]
+    # the library's own default stays in-process (a script needs no __main__ guard)
+    run_study(yaml.safe_load(spec.read_text()), tmp_path / "d", preset="quick",
+              write_report=False)
+    assert used[-1] == ("local", 1)

@@ -259,9 +259,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _study(args: argparse.Namespace) -> int:
     from gradprobe.study import run_study
+    from gradprobe.study.presets import default_jobs, default_preset
 
+    execution = config_values(args, "execution")
+    if "jobs" not in execution and execution.get("executor", "local") == "local":
+        execution["jobs"] = default_jobs(args.preset or default_preset())  # quick: 1 per core
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
-                       progress=_progress(args.quiet), **config_values(args, "execution"))
+                       progress=_progress(args.quiet), **execution)
     print(_format_rows(result.rows))
     print(f"report: {result.report.get('html', result.study_dir / 'report.html')}")
     return EXIT_OK

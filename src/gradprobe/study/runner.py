@@ -22,13 +22,7 @@ from gradprobe.study.executors import (
     execute_pool,
     execute_ray,
 )
-from gradprobe.study.presets import (
-    BUILTIN_STUDIES,
-    DEFAULT_STUDY,
-    default_jobs,
-    default_preset,
-    get_preset,
-)
+from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
 
 
@@ -81,18 +75,15 @@ def run_study(
     `spec` is a built-in study's name, a YAML path, a dict or a `StudySpec` (None: the built-in
     default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` replaces the spec's.
     Who trains the runs is `execution`, or its fields as keywords (`jobs=2`, `executor="ray"`,
-    `ray_address=...`); it never changes a run's numbers. Without a chosen `jobs`, the preset's
-    `default_jobs` worker processes train locally (one per core for `quick`). Idempotent:
+    `ray_address=...`); it never changes a run's numbers. (`gradprobe study` without --jobs
+    passes `presets.default_jobs(preset)`; here the default stays 1, so a script needs no
+    `if __name__ == "__main__":` guard for the process pool's spawned workers.) Idempotent:
     finished runs are skipped, interrupted ones resume from their checkpoints, and the report
     is rendered again from whatever the run directories hold.
     """
     progress = progress or NullProgress()
-    chosen = execution is not None or "jobs" in execution_options
     execution = _execution(execution, execution_options)
     study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
-    if not chosen and execution.executor == "local":  # the preset's default worker count
-        jobs = min(default_jobs(study.preset), len(study.runs))
-        execution = execution.model_copy(update={"jobs": max(jobs, 1)})
     study_dir = Path(out_dir).resolve()
     if study_dir.exists() and not study_dir.is_dir():
         raise InputError(f"--out {study_dir} is a file; choose a directory for the study.")
