@@ -55,6 +55,12 @@ FIXES = {  # what a user does about a damaged file
 }
 
 
+# The files a run's checkpoint rebuilds (the trainer rewrites them on resume): damage to one of
+# them is repaired by resuming the run, not reported as a failure. config.json is the run's
+# identity and is never rebuilt.
+REBUILDABLE = (STATUS_FILE, SUMMARY_FILE, METRICS_FILE, GRADIENTS_FILE)
+
+
 class RunFileError(InputError):
     """A run or study file exists but cannot be used; the message names the file and the fix."""
 
@@ -62,6 +68,7 @@ class RunFileError(InputError):
         fix = FIXES.get(path.name, "delete it and run the command that wrote it again")
         super().__init__(f"{path} is damaged ({problem}); {fix}.")
         self.path = path
+        self.problem = problem
 
 
 # ---------------------------------------------------------------------------- the one reader

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gradprobe.config import RunConfig
 from gradprobe.errors import InputError
 from gradprobe.models import build_model
 
@@ -28,6 +29,7 @@ BYTES_PER_ELEMENT = 4  # float32 parameters and activations
 # with weights (conv, linear, norm), which backward keeps (activations and their gradients come
 # on top).
 PARAMETER_COPIES = 2
+MIN_CLASSES = 2  # a dataset with fewer is refused when it loads
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,24 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             "--batch-size."
         )
     return RunFootprint(parameters, elements, minimum)
+
+
+def check_run_config(config: RunConfig) -> RunFootprint:
+    """`check_run_fits` for a whole run config, before its data is loaded or anything written.
+
+    The dataset is not loaded here, so the class count and channels are the fewest it could have
+    (the synthetic set's are known): the memory estimate stays a lower bound, and the image-size
+    check does not depend on either. The device is resolved as the trainer will, and `--amp`
+    checked against it.
+    """
+    from gradprobe.train.device import resolve_device
+
+    device = resolve_device(config.train.device)
+    if config.train.amp and device.type != "cuda":
+        raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
+                         f"this run is on {device.type}. Drop --amp or use a GPU.")
+    data = config.data
+    num_classes = data.num_classes if data.dataset == "synthetic" else MIN_CLASSES
+    return check_run_fits(config.model.name, config.model.builder_options(),
+                          num_classes=num_classes, in_channels=1, image_size=data.image_size,
+                          batch_size=config.train.batch_size, device=device)

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from gradprobe import record
 from gradprobe.errors import InputError
 from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
+from gradprobe.util.paths import prepare_output_dir
 
 
 class RunBusyError(InputError):
@@ -37,7 +38,7 @@ class RunDirectory:
 
     def lock(self, timeout: float = 0) -> FileLock:
         """A lock held while the run trains; `timeout=0` fails at once if another holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(self.path)
         lock = FileLock(str(self.path / record.LOCK_FILE), timeout=timeout)
         try:
             lock.acquire()
