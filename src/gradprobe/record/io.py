@@ -9,6 +9,7 @@ file and what fixes it, never a traceback or a silently wrong number.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -165,7 +166,10 @@ def _read_summary(path: Path) -> RunSummary:
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):  # the writer ends every row: a cut one may still parse
+        raise RunFileError(path, "its last line is cut short (the file was truncated)")
+    frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
     missing = [column for column in METRIC_COLUMNS if column not in frame.columns]
     if missing:
         raise RunFileError(path, f"it lacks the columns {missing}")

@@ -30,6 +30,7 @@ from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.record import (
     FINISHED_STATES,
+    METRICS_FILE,
     TENSORBOARD_DIR,
     EpochRow,
     RunFileError,
@@ -168,6 +169,13 @@ def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any], force: bool
         return None
     status = run_dir.read_status()
     if status is None or status.state not in FINISHED_STATES:
+        return None
+    metrics = read_run_file(run_dir.file(METRICS_FILE))
+    rows = 0 if metrics is None else len(metrics)
+    if rows != status.epoch:  # whole rows lost: a truncation at a line end still parses
+        progress.message(f"{name}: {METRICS_FILE} has {rows} epoch rows where the run finished "
+                         f"{status.epoch}; rebuilding it by resuming the run from its checkpoint")
+        run_dir.file(METRICS_FILE).unlink(missing_ok=True)
         return None
     summary = run_dir.read_summary()
     return None if summary is None else RunResult(run_dir.path, status.state, summary.as_dict(),
