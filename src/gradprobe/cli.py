@@ -1,6 +1,7 @@
 """The `gradprobe` command line: parse, call the library, print. No logic lives only here.
 
-Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else.
+Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else; `study`: 2 for
+bad input found before any run started, 1 when a run failed (README.md, "Exit codes").
 """
 
 from __future__ import annotations

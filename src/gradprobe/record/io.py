@@ -39,16 +39,14 @@ from gradprobe.record.schema import (
 )
 from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
 
-_REBUILT = ("delete it and run the same `gradprobe train` or `gradprobe study` command again: "
-            "the run resumes from its checkpoint and rewrites it")
-_HISTORY = (f"delete it and {SUMMARY_FILE} beside it, then run the same `gradprobe train` or "
-            "`gradprobe study` command again: the run resumes from its checkpoint and rewrites "
-            "both")
+# What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
+_REBUILT = ("run the same `gradprobe train` or `gradprobe study` command again: it deletes the "
+            "damaged file, resumes the run from its checkpoint and rewrites it")
 FIXES = {  # what a user does about a damaged file
     STATUS_FILE: _REBUILT,
     SUMMARY_FILE: _REBUILT,
-    METRICS_FILE: _HISTORY,
-    GRADIENTS_FILE: _HISTORY,
+    METRICS_FILE: _REBUILT,
+    GRADIENTS_FILE: _REBUILT,
     CONFIG_FILE: ("it cannot be rebuilt: delete the whole run directory and train the run again "
                   "(or restore the file from a backup)"),
     STUDY_FILE: ("delete it and run `gradprobe study` with the study's spec and --out again to "
