@@ -115,7 +115,7 @@ def test_damaged_run_files_are_rebuilt_or_named_with_the_fix(
         assert f"{out / name} is damaged" in error and "delete the whole run directory" in error
         return
     assert main(args) == 0
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err  # progress goes to stderr, results to stdout
     assert f"{name} is damaged" in said and "rebuilding it by resuming the run" in said
     assert (out / record.SUMMARY_FILE).read_bytes() == summary  # the same numbers
     for rebuilt in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE):
