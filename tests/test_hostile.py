@@ -185,6 +185,8 @@ HOSTILE = [
     ("study-config-run-wrong-type", _study_with_damaged_config, 2,
      r"run 'mlp': .*runs/mlp/config\.json is damaged \('run' is 3, not a dict\); it cannot be "
      r"rebuilt: delete the whole run directory"),
+    ("scan-out-in-sys", lambda root: ["scan", "--out", "/sys/gradprobe-hostile", "--quiet"], 2,
+     r"--out /sys/gradprobe-hostile cannot be written"),
     ("report-malformed-study-yaml", _report_with_damaged(record.STUDY_FILE, b"runs: [\xff"), 2,
      r"study\.yaml is damaged \(UnicodeDecodeError.*run `gradprobe study`"),
     ("report-study-yaml-not-a-mapping", _report_with_damaged(record.STUDY_FILE, b"- a\n- b\n"),
@@ -214,6 +216,16 @@ def re_search(pattern: str, text: str) -> bool:
     import re
 
     return re.search(pattern, text, flags=re.DOTALL) is not None
+
+
+def test_report_notes_a_config_whose_run_has_the_wrong_type(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _report_with_damaged(record.CONFIG_FILE, b'{"run": [1, 2], "name": "mlp"}')(tmp_path)
+    code, out, _err = cli(["report", tmp_path / "out"], capsys)
+    assert code == 0 and "report.md" in out
+    report = (tmp_path / "out" / record.REPORT_MD).read_text("utf-8")
+    assert re_search(r"- mlp: .*config\.json is damaged \('run' is \\\[1, 2\\\], not a dict\); "
+                     r"it cannot be rebuilt", report)  # markdown escapes the brackets
 
 
 def test_changed_spec_is_refused_up_front_and_study_yaml_kept(

@@ -32,6 +32,7 @@ from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
 from gradprobe.record import REPORT_HTML, RUNS_DIR, STATUS_FILE, STUDY_FILE, RunState
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
+from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -312,6 +313,7 @@ def _scan(args: argparse.Namespace) -> int:
     config = ScanConfig(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in overrides.items() if v is not None})
     progress = _progress(args.quiet)
+    prepare_output_dir(args.out)
     run_scan(config, args.out, progress=progress.message)
     print(f"scan written to {args.out}")
     return EXIT_OK
