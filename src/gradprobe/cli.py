@@ -298,6 +298,7 @@ def _report(args: argparse.Namespace) -> int:
     if not (args.dir / STUDY_FILE).exists() and not (args.dir / RUNS_DIR).is_dir():
         raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/); "
                          "pass the --out of a `gradprobe study`.")
+    prepare_output_dir(args.dir, what="study directory")  # the report is written into it
     paths = write_report(args.dir, metric=args.metric)
     for kind, path in paths.items():
         if kind in ("html", "md"):
