@@ -362,15 +362,16 @@ def test_fuzz_study_and_report_on_damaged_runs(
     code, _out, err = cli(["report", out], capsys)
     assert code == 0, err
     report = (out / record.REPORT_MD).read_text("utf-8")
-    for name in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE):
-        assert name.replace("_", "\\_") in report or name in report, name
+    for name in REBUILDABLE:
+        assert f"{name} is damaged" in report, name
     # every sentence about the undamaged run alone stands (a ranking it shared may shrink)
     assert set(_lines_of(report_before)) <= set(_lines_of(report))
 
-    code, _stdout, err = cli(["study", write_spec(tmp_path), "--out", out, "--preset", "smoke",
-                             "--quiet"], capsys)
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        code, _stdout, err = cli(["study", write_spec(tmp_path), "--out", out, "--preset",
+                                 "smoke", "--quiet"], capsys)
     assert code == 0, err
-    # both checkpoints gone too: retrained from scratch, to the same numbers but wall time
+    # its checkpoint is damaged too: trained again from scratch, to the same numbers
     assert numbers(hurt) == numbers(trained_study / record.RUNS_DIR / hurt.name)
     assert record.read_run_file(hurt / record.STATUS_FILE).state is record.RunState.COMPLETED
     assert snapshot(whole) == untouched
