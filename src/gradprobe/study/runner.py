@@ -95,7 +95,7 @@ def run_study(
              for run in study.runs]
     # Everything that can be refused is refused before the first run starts or a file is written.
     _check_same_study(study_dir, study, progress)
-    check_runs(tasks)
+    check_runs(tasks, here=execution.executor != "ray")
     for line in describe_plan(study, study_dir):
         progress.message(line)
     prepare_output_dir(study_dir)
@@ -144,11 +144,12 @@ def _check_same_study(study_dir: Path, study: ResolvedStudy, progress: Progress)
                          f"{study.spec.name!r}; use another --out.")
 
 
-def check_runs(tasks: list[RunTask]) -> None:
+def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
     """Refuse, before any run starts, every run that cannot train: an option its model rejects,
     an image its model shrinks to nothing, a model too large for memory (each distinct model set-up
     built once on the meta device), or a run directory holding another config (the spec changed)
-    or a damaged config.json. One InputError lists every such run."""
+    or a damaged config.json. One InputError lists every such run. `here=False` (Ray) leaves
+    the device and memory checks to the machines the runs train on."""
     from gradprobe.train.preflight import check_run_config
     from gradprobe.train.rundir import config_differences
 
@@ -160,7 +161,7 @@ def check_runs(tasks: list[RunTask]) -> None:
                config.train.amp)
         if key not in checked:
             try:
-                check_run_config(config)
+                check_run_config(config, here=here)
                 checked[key] = None
             except InputError as error:
                 checked[key] = str(error)

@@ -29,17 +29,12 @@ from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.record import (
-    FINISHED_STATES,
-    METRICS_FILE,
     TENSORBOARD_DIR,
     EpochRow,
-    RunFileError,
     RunState,
     RunSummary,
     empty_gradients,
-    read_run_file,
 )
-from gradprobe.record.io import REBUILDABLE
 from gradprobe.train import faults
 from gradprobe.train.checkpoint import (
     CHECKPOINT,
@@ -52,7 +47,7 @@ from gradprobe.train.checkpoint import (
 from gradprobe.train.device import resolve_device
 from gradprobe.train.optim import build_optimizer, build_scheduler
 from gradprobe.train.preflight import check_run_config
-from gradprobe.train.rundir import RunDirectory, config_differences, versions
+from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
 from gradprobe.train.threads import torch_threads
 from gradprobe.util.atomic import remove_stale_temporaries
@@ -138,48 +133,15 @@ def train(
 
 def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any], force: bool, name: str,
                     progress: Progress) -> RunResult | None:
-    """The finished result of a run already in `run_dir` (None: train or resume it).
-
-    Recovery policy: the files the checkpoint rebuilds (`record.REBUILDABLE`) are repaired when
-    damaged, by deleting them and resuming; a damaged config.json, the run's identity, raises
-    `RunFileError` naming the file and the fix.
-    """
+    """The result of a run already finished in `run_dir` (None: train or resume it); damaged
+    records are repaired by resuming (see `RunDirectory.finished_run`)."""
     if force:
         return None
-    existing = run_dir.read_config()
-    if existing is None:
+    finished = run_dir.finished_run(resolved, name, progress)
+    if finished is None:
         return None
-    differences = config_differences(existing.get("run", {}), resolved)
-    if differences:
-        listing = "\n  ".join(differences)
-        raise InputError(
-            f"{run_dir.path} holds a run with a different config:\n  {listing}\n"
-            "Use another --out, or --force to discard that run and train this config there."
-        )
-    damaged = False
-    for file_name in REBUILDABLE:
-        try:
-            read_run_file(run_dir.file(file_name))
-        except RunFileError as error:
-            progress.message(f"{name}: {file_name} is damaged ({error.problem}); rebuilding it "
-                             "by resuming the run from its checkpoint")
-            run_dir.file(file_name).unlink(missing_ok=True)
-            damaged = True
-    if damaged:
-        return None
-    status = run_dir.read_status()
-    if status is None or status.state not in FINISHED_STATES:
-        return None
-    metrics = read_run_file(run_dir.file(METRICS_FILE))
-    rows = 0 if metrics is None else len(metrics)
-    if rows != status.epoch:  # whole rows lost: a truncation at a line end still parses
-        progress.message(f"{name}: {METRICS_FILE} has {rows} epoch rows where the run finished "
-                         f"{status.epoch}; rebuilding it by resuming the run from its checkpoint")
-        run_dir.file(METRICS_FILE).unlink(missing_ok=True)
-        return None
-    summary = run_dir.read_summary()
-    return None if summary is None else RunResult(run_dir.path, status.state, summary.as_dict(),
-                                                  skipped=True)
+    state, summary = finished
+    return RunResult(run_dir.path, state, summary.as_dict(), skipped=True)
 
 
 def _clear(run_dir: RunDirectory) -> None:

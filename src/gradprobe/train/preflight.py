@@ -82,9 +82,10 @@ def _layer_output_elements(model: nn.Module, images: torch.Tensor) -> int:
 
 def check_run_fits(model_name: str, model_options: dict[str, object], *, num_classes: int,
                    in_channels: int, image_size: int, batch_size: int,
-                   device: torch.device | str = "cpu") -> RunFootprint:
+                   device: torch.device | str | None = "cpu") -> RunFootprint:
     """Refuse, with an InputError naming the fix, a run whose model cannot take its images or
-    whose training step cannot fit in the memory free on `device`; else return its footprint.
+    whose training step cannot fit in the memory free on `device` (None: not checked, the run
+    trains on another machine); else return its footprint.
     """
     depth = model_options.get("depth")
     if isinstance(depth, int) and not isinstance(depth, bool) and depth > MAX_DEPTH:
@@ -108,7 +109,7 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             ) from None
     parameters = sum(parameter.numel() for parameter in model.parameters())
     minimum = BYTES_PER_ELEMENT * (PARAMETER_COPIES * parameters + elements * batch_size)
-    available = _available_bytes(torch.device(device))
+    available = None if device is None else _available_bytes(torch.device(device))
     if available is not None and minimum > available:
         raise InputError(
             f"{model_name} at these options needs at least {_human(minimum)} to train "
@@ -120,20 +121,23 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
     return RunFootprint(parameters, elements, minimum)
 
 
-def check_run_config(config: RunConfig) -> RunFootprint:
+def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
     """`check_run_fits` for a whole run config, before its data is loaded or anything written.
 
     The dataset is not loaded here, so the class count and channels are the fewest it could have
     (the synthetic set's are known): the memory estimate stays a lower bound, and the image-size
     check does not depend on either. The device is resolved as the trainer will, and `--amp`
-    checked against it.
+    and the free memory checked against it, unless the run trains elsewhere (`here=False`: a Ray
+    worker, whose devices this machine cannot see).
     """
     from gradprobe.train.device import resolve_device
 
-    device = resolve_device(config.train.device)
-    if config.train.amp and device.type != "cuda":
-        raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
-                         f"this run is on {device.type}. Drop --amp or use a GPU.")
+    device = None
+    if here:
+        device = resolve_device(config.train.device)
+        if config.train.amp and device.type != "cuda":
+            raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
+                             f"this run is on {device.type}. Drop --amp or use a GPU.")
     data = config.data
     num_classes = data.num_classes if data.dataset == "synthetic" else MIN_CLASSES
     return check_run_fits(config.model.name, config.model.builder_options(),
