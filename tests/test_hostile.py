@@ -9,7 +9,10 @@ a damaged record is rebuilt exactly from the run's checkpoint, or refused naming
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +38,7 @@ TRAIN = ["train", "--model", "mlp", "--image-size", "8", "--images-per-class", "
 RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
              record.GRADIENTS_FILE, "checkpoint.pt")
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 Snapshot = dict[str, tuple[int, int]]
 
 
@@ -216,6 +220,19 @@ def re_search(pattern: str, text: str) -> bool:
     import re
 
     return re.search(pattern, text, flags=re.DOTALL) is not None
+
+
+def test_exit_code_and_message_through_python_dash_m(tmp_path: Path) -> None:
+    """The same as the in-process table, once through a real process: exit 2, one message."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    result = subprocess.run([sys.executable, "-m", "gradprobe", "study", str(spec), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(SRC)}, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"gradprobe study: error: {spec} is not a UTF-8 text file")
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["spec.yaml"]
 
 
 def test_report_notes_a_config_whose_run_has_the_wrong_type(
