@@ -49,8 +49,8 @@ FIXES = {  # what a user does about a damaged file
     GRADIENTS_FILE: _REBUILT,
     CONFIG_FILE: ("it cannot be rebuilt: delete the whole run directory and train the run again "
                   "(or restore the file from a backup)"),
-    STUDY_FILE: ("delete it and run `gradprobe study` with the study's spec and --out again to "
-                 "rewrite it (the runs beside it are kept)"),
+    STUDY_FILE: ("run `gradprobe study` with the study's spec and --out again: it rewrites it "
+                 "(the runs beside it are kept)"),
 }
 
 
