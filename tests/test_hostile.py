@@ -170,6 +170,8 @@ HOSTILE = [
      r"vgg_deep cannot take 8x8 images.*Fix: use a larger --image-size"),
     ("depth-1e8", lambda root: [*TRAIN, "--depth", "100000000", "--out", root / "out"], 2,
      r"depth 100,000,000 for mlp is beyond gradprobe's bound of 2,048"),
+    ("models-depth-1e8", lambda root: ["models", "mlp", "--depth", "100000000"], 2,
+     r"gradprobe models: error: depth 100,000,000 for mlp is beyond"),
     ("study-vgg_deep-image-8", _spec_with(runs=[{"model": "vgg_deep"}],
                                           data={"image_size": 8, "images_per_class": 8}), 2,
      r"nothing was trained or written:\n  run 'vgg_deep': vgg_deep cannot take 8x8 images"),

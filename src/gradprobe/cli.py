@@ -211,6 +211,11 @@ def _models(args: argparse.Namespace) -> int:
     model = ModelConfig(name=args.name or "", **config_values(args, "model"))
     zoo = ZooConfig(**config_values(args, "zoo"))
     if args.name:
+        from gradprobe.train.preflight import check_run_fits
+
+        # bounded before anything is built: a depth of 10^8 would take minutes and gigabytes
+        check_run_fits(args.name, model.builder_options(), num_classes=zoo.num_classes,
+                       in_channels=3, image_size=zoo.image_size, batch_size=1)
         built = build_model(args.name, num_classes=zoo.num_classes, **model.builder_options())
         print(model_summary(built, input_size=(1, 3, zoo.image_size, zoo.image_size)))
         return EXIT_OK
