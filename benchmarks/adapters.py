@@ -14,9 +14,13 @@ from benchmarks import bench_data, bench_probe
 from benchmarks.common import Options, Row, judged, ratio_row, seconds_row, status_row
 from benchmarks.timing import Ratio
 
-PROBE_TARGET = 1.03  # GradientProbe may cost at most 3% of a training step
+PROBE_TARGET = 1.05  # GradientProbe may cost at most 5% of a training step (issue 13)
+PROBE_GOAL = 1.03  # ... and should cost at most 3%
 DATA_TARGET = 5.0  # producing batches may take at most 5% of an epoch, once cached (percent)
 PROBE_MODELS = ("vgg_deep", "resnet18")
+# The small GPT-style transformer (bench_probe.TinyGPT): 16 sequences of 64 tokens, eager and
+# under torch.compile (inductor; aot_eager with --quick, which skips C++ code generation).
+TRANSFORMER = {"batch_size": 16}
 
 
 def _progress(text: str) -> None:
@@ -41,12 +45,17 @@ def run_probe(options: Options) -> dict[str, Any]:
                  (1.0, {"rounds": 5, "steps": 1, "warmup": 1})]
     results: list[dict[str, Any]] = []
     environment: dict[str, Any] = {}
-    for model in PROBE_MODELS:
-        for width, sizing in sizes:
-            report = bench_probe.run_benchmark((model,), (width,), device=options.device,
-                                               progress=_progress, **sizing)
-            results += report["results"]
-            environment = {key: value for key, value in report.items() if key != "results"}
+    cases = [((model,), width, sizing) for model in PROBE_MODELS for width, sizing in sizes]
+    small = sizes[0][1]
+    backend = "aot_eager" if options.quick else "inductor"
+    cases += [(("transformer",), 1.0, {**small, **TRANSFORMER}),
+              (("transformer",), 1.0, {**small, **TRANSFORMER, "compile_backend": backend,
+                                       "warmup": small["warmup"] + 2})]
+    for models, width, sizing in cases:
+        report = bench_probe.run_benchmark(models, (width,), device=options.device,
+                                           progress=_progress, **sizing)
+        results += report["results"]
+        environment = {key: value for key, value in report.items() if key != "results"}
     return {**environment, "results": results, "skipped_widths": [1.0] if options.quick else []}
 
 
@@ -54,14 +63,22 @@ def probe_rows(results: dict[str, Any], device: str) -> list[Row]:
     """gradprobe and the notebook-style hook, each against the bare step, per model and width."""
     table = []
     for result in results["results"]:
-        case = (f"{result['model']} w{result['width']:g} {result['image_size']}x"
-                f"{result['image_size']} b{result['batch_size']}, {device}")
+        if result["model"] == "transformer":
+            case = (f"transformer d64 2 blocks, {bench_probe.TOKENS} tokens "
+                    f"b{result['batch_size']}, {device}")
+        else:
+            case = (f"{result['model']} w{result['width']:g} {result['image_size']}x"
+                    f"{result['image_size']} b{result['batch_size']}, {device}")
+        if result.get("compile"):
+            case += f", torch.compile ({result['compile']})"
         for variant, comparison, target in (
-            ("probe", "GradientProbe (weight + output grad norms, every step) vs bare step",
+            ("probe", "GradientProbe (default metrics, every step) vs bare step",
              PROBE_TARGET),
             ("notebook", "notebook hooks (full backward hook + .item() per conv) vs bare step",
              None),
         ):
+            if f"{variant}_ratio_median" not in result and variant not in result.get("errors", {}):
+                continue  # not measured for this case (the notebook hook under torch.compile)
             if variant in result.get("errors", {}):
                 status = "error" if variant == "probe" else "cannot run"
                 table.append(status_row("probe overhead", case, comparison, status,
@@ -71,7 +88,8 @@ def probe_rows(results: dict[str, Any], device: str) -> list[Row]:
                           result[f"{variant}_ratio_max"],
                           result[f"{variant}_ms_per_step"] / 1e3,
                           result["none_ms_per_step"] / 1e3, result["rounds"])
-            notes = [] if target is not None else ["shown for comparison, no target"]
+            notes = ([f"goal {PROBE_GOAL}x"] if target is not None
+                     else ["shown for comparison, no target"])
             cpu_key = f"{variant}_cpu_ratio"
             if device == "cpu" and f"{cpu_key}_median" in result:
                 # Process CPU time is steadier than wall time on a shared CPU (bench_probe).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Options, Row, seconds_row
-from gradprobe.probe.scan import ScanConfig, run_scan
+from gradprobe.scan import ScanConfig, run_scan
 
 TARGET_SECONDS = 60.0
 FULL_DEPTHS = (8, 16, 32, 64)

@@ -39,14 +39,18 @@ def test_quick_suite_produces_every_row(tmp_path: Path) -> None:
     rows = results["rows"]
     assert not [row for row in rows if row["status"] == "error"]
 
-    # probe overhead: gradprobe and the notebook hook on both models at width 0.25; width 1.0
-    # skipped by --quick; Lightning and wandb measured or "not installed".
+    # probe overhead: gradprobe and the notebook hook on both models at width 0.25 and on the
+    # small transformer; gradprobe alone on the compiled transformer; width 1.0 skipped by
+    # --quick; Lightning and wandb measured or "not installed".
     probe = rows_of(rows, "probe overhead", "GradientProbe")
-    assert {(row["case"].split()[0], row["status"]) for row in probe} == {
-        ("vgg_deep", "ok"), ("resnet18", "ok"), ("vgg_deep", "skipped"), ("resnet18", "skipped")}
-    assert all(row["median"] > 0 and row["target"] == 1.03 for row in probe
+    assert sorted((row["case"].split()[0], "torch.compile" in row["case"], row["status"])
+                  for row in probe) == sorted([
+        ("vgg_deep", False, "ok"), ("resnet18", False, "ok"), ("vgg_deep", False, "skipped"),
+        ("resnet18", False, "skipped"), ("transformer", False, "ok"),
+        ("transformer", True, "ok")])
+    assert all(row["median"] > 0 and row["target"] == 1.05 for row in probe
                if row["status"] == "ok")
-    assert len(rows_of(rows, "probe overhead", "notebook hooks")) == 2
+    assert len(rows_of(rows, "probe overhead", "notebook hooks")) == 3
     for logger in ("Lightning grad_norm", "wandb.watch"):
         logged = rows_of(rows, "probe overhead", logger)
         assert logged and all(row["status"] in ("ok", "not installed", "cannot run")
@@ -84,3 +88,19 @@ def test_quick_suite_produces_every_row(tmp_path: Path) -> None:
             cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert refused.returncode == 2 and "no CUDA device" in refused.stderr
         assert "drop --device cuda" in refused.stderr
+
+
+def test_probe_benchmark_measures_a_compiled_transformer() -> None:
+    """One tiny interleaved run of bench_probe under torch.compile, turned into table rows."""
+    from benchmarks import adapters, bench_probe
+
+    torch._dynamo.reset()
+    result = bench_probe.benchmark_model("transformer", 0.25, device=torch.device("cpu"),
+                                         batch_size=2, rounds=1, steps=1, warmup=3,
+                                         compile_backend="aot_eager")
+    torch._dynamo.reset()
+    assert result["compile"] == "aot_eager" and not result["errors"]
+    assert result["layers"] == 9  # 2 x (attention, out_proj, linear1, linear2) + head
+    rows = adapters.probe_rows({"results": [result]}, "cpu")
+    assert [row.comparison.split()[0] for row in rows] == ["GradientProbe"]  # no notebook row
+    assert "torch.compile (aot_eager)" in rows[0].case and rows[0].median > 0

@@ -16,9 +16,14 @@ from gradprobe.models import (
     ProbePoint,
     build_model,
     count_parameters,
+    family_default,
     list_models,
+    model_family,
     model_summary,
+    models_with_option,
     register_model,
+    residual_twin,
+    residual_variant,
 )
 from gradprobe.models import registry as registry_module
 from gradprobe.models.init import INITS
@@ -401,7 +406,7 @@ def test_model_summary_of_any_module() -> None:
 
 
 def test_duplicate_registration_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_module, "_BUILDERS", dict(registry_module._BUILDERS))
+    monkeypatch.setattr(registry_module, "_FAMILIES", dict(registry_module._FAMILIES))
 
     def builder(**options: object) -> nn.Module:
         raise AssertionError("never called")
@@ -452,3 +457,68 @@ def test_invalid_options_raise_input_error_naming_the_fix(
     with pytest.raises(InputError) as error:
         build_model(name, **options)
     assert must_mention in str(error.value)
+
+
+# --- family records: defaults, options, residual twins -------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registry_defaults_are_what_the_builder_uses(name: str) -> None:
+    family = model_family(name)
+    info = small_model(name, init="default").gradprobe_info
+    assert info["norm"] == family.defaults["norm"] == family_default(name, "norm")
+    assert info["activation"] == family.defaults["activation"]
+    assert info["residual"] == bool(family.defaults.get("residual", False))
+
+
+def test_residual_is_an_option_and_the_plain_names_are_its_twins() -> None:
+    torch.manual_seed(0)
+    resnet_plain = build_model("resnet", depth=8, width=SMALL, residual=False)
+    torch.manual_seed(0)
+    plain = build_model("plain", depth=8, width=SMALL)
+    assert resnet_plain.gradprobe_info["residual"] is False
+    assert resnet_plain.state_dict().keys() == plain.state_dict().keys()
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, resnet_plain.state_dict()[key]), key
+    assert build_model("plain_stack", depth=3, residual=True).gradprobe_info["residual"] is True
+    with pytest.raises(InputError, match="no residual option"):
+        build_model("vgg16", residual=True)
+    with pytest.raises(InputError, match="true or false"):
+        build_model("resnet", residual="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "twin"),
+    [
+        ("resnet", {"depth": 20}, ("plain", {"depth": 20})),
+        ("plain", {"depth": 20, "norm": "none"}, ("resnet", {"depth": 20, "norm": "none"})),
+        ("resnet18", {}, ("plain18", {})),
+        ("plain34", {}, ("resnet34", {})),
+        ("residual_stack", {"depth": 8}, ("plain_stack", {"depth": 8})),
+        ("resnet", {"residual": False, "depth": 8}, ("resnet", {"depth": 8})),
+        ("vgg16", {}, None),
+        ("mlp", {"depth": 3}, None),
+    ],
+)
+def test_residual_twin(
+    name: str, options: dict[str, object], twin: tuple[str, dict[str, object]] | None
+) -> None:
+    assert residual_twin(name, options) == twin
+
+
+def test_residual_variant_and_family_errors() -> None:
+    assert residual_variant("resnet", False) == "plain"
+    assert residual_variant("plain", True) == "resnet"
+    assert residual_variant("plain_stack", False) == "plain_stack"
+    assert set(models_with_option("residual")) == {
+        "resnet", "plain", "resnet18", "plain18", "resnet34", "plain34",
+        "plain_stack", "residual_stack",
+    }
+    with pytest.raises(InputError, match=r"no residual option.*resnet18"):
+        residual_variant("vgg_deep", True)
+    with pytest.raises(InputError, match=r"unknown model 'vgg17'.*vgg16"):
+        model_family("vgg17")
+    with pytest.raises(InputError, match="no stem option"):
+        family_default("mlp", "stem")
+    with pytest.raises(ValueError, match="unknown default"):
+        register_model("test_only_bad", defaults={"colour": "red"})

@@ -114,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser("scan", help="gradient flow at initialisation across depths")
     scan.add_argument("--out", type=Path, default=Path("runs/scan"))
     scan.add_argument("--architectures", "--models", nargs="+", default=None,
-                      help="plain plain_bn residual residual_bn")
+                      help="plain plain_bn residual residual_bn (with --theory: zoo models)")
     scan.add_argument("--depths", nargs="+", type=int, default=None)
     scan.add_argument("--activations", nargs="+", default=None, choices=get_args(Activation))
     scan.add_argument("--inits", nargs="+", default=None, choices=get_args(Init))
     scan.add_argument("--seeds", type=int, default=None)
+    scan.add_argument("--theory", action="store_true",
+                      help="predict the profile at initialisation from theory alone (no run)")
     scan.add_argument("--quiet", action="store_true")
     scan.set_defaults(handler=_scan)
     return parser
@@ -155,6 +157,8 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
     kind = info.annotation
     if get_origin(kind) in (Union, types.UnionType):  # X | None: None is the unset default
         kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if kind is bool and info.default is None:  # unset (the default's default), true or false
+        return {"type": _true_or_false}
     if kind is bool:
         if info.default is not False:
             raise TypeError("a boolean config field becomes a switch: its default must be False")
@@ -166,6 +170,12 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
         nargs: int | str = "+" if items[-1] is Ellipsis else len(items)
         return {"nargs": nargs, "type": items[0]}
     return {"type": kind}
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _help(config: type[BaseModel], name: str) -> str:
@@ -221,9 +231,9 @@ def _models(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'model':<16}{'parameters':>14}  (num_classes={zoo.num_classes}, "
           f"width={model.width})")
-    # Depth and stem are options of some families only: the listing uses each family's own.
+    # Depth, stem and residual are options of some families only: each family uses its own.
     family_options = {k: v for k, v in model.builder_options().items()
-                      if k not in ("stem", "depth")}
+                      if k not in ("stem", "depth", "residual")}
     for name in list_models():
         built = build_model(name, num_classes=zoo.num_classes, **family_options)
         print(f"{name:<16}{count_parameters(built):>14,}")
@@ -312,15 +322,21 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from gradprobe.probe.scan import ScanConfig, run_scan
+    from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
-    overrides = {"architectures": args.architectures, "depths": args.depths,
-                 "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
-    config = ScanConfig(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in overrides.items() if v is not None})
     progress = _progress(args.quiet)
     prepare_output_dir(args.out)
-    run_scan(config, args.out, progress=progress.message)
+    if args.theory:
+        options = {"models": args.architectures, "depths": args.depths,
+                   "activations": args.activations, "inits": args.inits}
+        theory = TheoryConfig(**{k: v for k, v in options.items() if v is not None})
+        run_theory(theory, args.out, progress=progress)
+        print(f"theory written to {args.out}")
+        return EXIT_OK
+    overrides = {"architectures": args.architectures, "depths": args.depths,
+                 "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
+    config = ScanConfig(**{k: v for k, v in overrides.items() if v is not None})
+    run_scan(config, args.out, progress=progress)
     print(f"scan written to {args.out}")
     return EXIT_OK
 

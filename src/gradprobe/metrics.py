@@ -13,6 +13,9 @@ from typing import Literal
 
 from gradprobe.errors import InputError
 
+# The layer name under which a whole-model metric (per_layer=False) appears in tables.
+MODEL_LAYER = "(model)"
+
 # What a metric reads: a parameter's gradient, the gradient reaching a module's output, the
 # activation after a layer, or the optimiser's step (needs the optimiser to be watched).
 Source = Literal["weight_grad", "output_grad", "activation", "update"]
@@ -29,6 +32,7 @@ class MetricInfo:
     log_scale: bool  # strictly positive magnitudes spanning decades: draw and fit on log10
     default: bool = False  # recorded unless the user chooses metrics
     description: str = ""  # one sentence for --help and the report's methods
+    per_layer: bool = True  # False: one value per step for the whole model (layer "(model)")
 
     @property
     def needs_optimizer(self) -> bool:
@@ -38,7 +42,7 @@ class MetricInfo:
     @property
     def gradient_size(self) -> bool:
         """A gradient-size metric: the analysis fits its depth profile and first-to-last ratio."""
-        return self.log_scale
+        return self.log_scale and self.per_layer
 
 
 _CATALOG: dict[str, MetricInfo] = {
@@ -68,6 +72,12 @@ _CATALOG: dict[str, MetricInfo] = {
         MetricInfo(
             "dead_fraction", "dead-unit share", "", "activation", False,
             description="share of exact zeros in the activation after the layer",
+        ),
+        MetricInfo(
+            "global_grad_norm", "global gradient L2 norm", "", "weight_grad", True,
+            description="L2 norm of all measured parameters' gradients together, what "
+            "torch.nn.utils.clip_grad_norm_ returns for them (before clipping)",
+            per_layer=False,
         ),
         MetricInfo(
             "update_ratio", "update / weight norm ratio", "", "update", True,

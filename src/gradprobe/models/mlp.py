@@ -61,24 +61,24 @@ class MLP(nn.Module):
         return self.fc(self.hidden(x))
 
 
-@register_model("mlp")
+@register_model("mlp", defaults={"norm": "none", "depth": DEFAULT_DEPTH},
+                description="fully connected net on 8x8-pooled images")
 def mlp(
     *,
     num_classes: int,
     in_channels: int,
     width: float,
-    norm: str | None,
+    norm: str,
     activation: str,
-    depth: int | None,
+    depth: int,
 ) -> MLP:
     """An MLP with `depth` hidden layers (default 8) of 256 * width units."""
-    depth = DEFAULT_DEPTH if depth is None else depth
     check_depth("mlp", depth, 1, "the number of hidden layers")
     return MLP(
         depth,
         num_classes=num_classes,
         in_channels=in_channels,
         width=width,
-        norm=norm or "none",
+        norm=norm,
         activation=activation,
     )

@@ -4,7 +4,9 @@
 64-512 channels); `resnet` is the CIFAR family of depth 6n+2 (three stages of n blocks,
 16/32/64 channels: ResNet-20, -32, -56, -110). `plain18`, `plain34` and `plain` are the same
 networks with the shortcuts removed -- the paper's "plain" baselines, which train worse as they
-get deeper (the degradation problem). Residual and plain twins share every module name.
+get deeper (the degradation problem). Residual and plain twins share every module name and
+builder: `residual` is a model option, and the plain names are the same builders registered with
+`residual=False` (`build_model("resnet", residual=False)` is `build_model("plain")`).
 
 Shortcuts are identities, with a 1x1 conv projection + norm where the shape changes (the
 paper's option B; its CIFAR nets used zero-padding, option A, which has no parameters). Module
@@ -151,9 +153,7 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))  # (batch, num_classes)
 
 
-def _check_stem(stem: str | None) -> str:
-    if stem is None:
-        return DEFAULT_STEM
+def _check_stem(stem: str) -> str:
     if stem not in STEMS:
         raise InputError(
             f"unknown stem {stem!r}; use one of: {', '.join(STEMS)} (imagenet = 7x7/2 conv + "
@@ -162,19 +162,20 @@ def _check_stem(stem: str | None) -> str:
     return stem
 
 
-def _imagenet_builder(layers: int, residual: bool) -> Builder:
-    """A builder for ResNet-`layers` (or its plain twin): blocks from `IMAGENET_LAYERS`."""
+def _imagenet_builder(layers: int) -> Builder:
+    """A builder for ResNet-`layers` (or, with residual=False, its plain twin)."""
 
     def build(
         *,
         num_classes: int,
         in_channels: int,
         width: float,
-        norm: str | None,
+        norm: str,
         activation: str,
-        stem: str | None,
+        stem: str,
+        residual: bool,
     ) -> ResNet:
-        """An ImageNet-layout BasicBlock net; norm defaults to "batch", stem to "cifar"."""
+        """An ImageNet-layout BasicBlock net with blocks from `IMAGENET_LAYERS`."""
         return ResNet(
             IMAGENET_LAYERS[layers],
             IMAGENET_CHANNELS,
@@ -183,52 +184,58 @@ def _imagenet_builder(layers: int, residual: bool) -> Builder:
             num_classes=num_classes,
             in_channels=in_channels,
             width=width,
-            norm=norm or "batch",
+            norm=norm,
             activation=activation,
         )
 
     return build
 
 
-def _cifar_builder(residual: bool) -> Builder:
-    """A builder for the CIFAR family of depth 6n+2 (default 20), residual or plain."""
+def _build_cifar(
+    *,
+    num_classes: int,
+    in_channels: int,
+    width: float,
+    norm: str,
+    activation: str,
+    depth: int,
+    stem: str,
+    residual: bool,
+) -> ResNet:
+    """A CIFAR-layout net of depth 6n+2, residual or (residual=False) plain."""
     name = "resnet" if residual else "plain"
-
-    def build(
-        *,
-        num_classes: int,
-        in_channels: int,
-        width: float,
-        norm: str | None,
-        activation: str,
-        depth: int | None,
-        stem: str | None,
-    ) -> ResNet:
-        """A CIFAR-layout net of depth 6n+2; norm defaults to "batch", stem to "cifar"."""
-        depth = CIFAR_DEFAULT_DEPTH if depth is None else depth
-        check_depth(name, depth, 8, "6n+2 weight layers: 8, 14, 20, 32, 44, 56, 110, ...")
-        if (depth - 2) % 6:
-            raise InputError(
-                f"{name} depth must be 6n+2 (three stages of n two-conv blocks, plus the stem "
-                f"conv and the classifier), e.g. 8, 14, 20, 32, 44, 56, 110; got {depth}"
-            )
-        return ResNet(
-            ((depth - 2) // 6,) * len(CIFAR_CHANNELS),
-            CIFAR_CHANNELS,
-            residual=residual,
-            stem=_check_stem(stem),
-            num_classes=num_classes,
-            in_channels=in_channels,
-            width=width,
-            norm=norm or "batch",
-            activation=activation,
+    check_depth(name, depth, 8, "6n+2 weight layers: 8, 14, 20, 32, 44, 56, 110, ...")
+    if (depth - 2) % 6:
+        raise InputError(
+            f"{name} depth must be 6n+2 (three stages of n two-conv blocks, plus the stem "
+            f"conv and the classifier), e.g. 8, 14, 20, 32, 44, 56, 110; got {depth}"
         )
+    return ResNet(
+        ((depth - 2) // 6,) * len(CIFAR_CHANNELS),
+        CIFAR_CHANNELS,
+        residual=residual,
+        stem=_check_stem(stem),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        norm=norm,
+        activation=activation,
+    )
 
-    return build
 
-
+# Residual and plain twins share a builder; only the default of `residual` differs.
 for _layers in IMAGENET_LAYERS:
-    register_model(f"resnet{_layers}")(_imagenet_builder(_layers, residual=True))
-    register_model(f"plain{_layers}")(_imagenet_builder(_layers, residual=False))
-register_model("resnet")(_cifar_builder(residual=True))
-register_model("plain")(_cifar_builder(residual=False))
+    _builder = _imagenet_builder(_layers)
+    for _residual, _name in ((True, f"resnet{_layers}"), (False, f"plain{_layers}")):
+        register_model(
+            _name,
+            defaults={"norm": "batch", "stem": DEFAULT_STEM, "residual": _residual},
+            description=f"ImageNet BasicBlock {'ResNet' if _residual else 'plain net'}-{_layers}",
+        )(_builder)
+for _residual, _name in ((True, "resnet"), (False, "plain")):
+    register_model(
+        _name,
+        defaults={"norm": "batch", "depth": CIFAR_DEFAULT_DEPTH, "stem": DEFAULT_STEM,
+                  "residual": _residual},
+        description=f"CIFAR {'ResNet' if _residual else 'plain net'} of depth 6n+2",
+    )(_build_cifar)

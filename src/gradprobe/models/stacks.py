@@ -21,7 +21,7 @@ from torch import nn
 
 from gradprobe.models.layers import create_act, create_norm, scale_channels, uses_bias
 from gradprobe.models.probe_points import describe
-from gradprobe.models.registry import Builder, check_depth, register_model
+from gradprobe.models.registry import check_depth, register_model
 from gradprobe.models.resnet import BasicBlock
 
 CHANNELS = 32  # before `width`
@@ -84,34 +84,33 @@ class ConvStack(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))  # (batch, num_classes)
 
 
-def _stack_builder(residual: bool) -> Builder:
-    """A builder for a conv stack of `depth` conv layers (default 16), residual or plain."""
+def _build_stack(
+    *,
+    num_classes: int,
+    in_channels: int,
+    width: float,
+    norm: str,
+    activation: str,
+    depth: int,
+    residual: bool,
+) -> ConvStack:
+    """A conv stack of `depth` conv layers, with identity skips if `residual`."""
     name = "residual_stack" if residual else "plain_stack"
-
-    def build(
-        *,
-        num_classes: int,
-        in_channels: int,
-        width: float,
-        norm: str | None,
-        activation: str,
-        depth: int | None,
-    ) -> ConvStack:
-        """A conv stack of `depth` conv layers; norm defaults to "none" (the scan sets it)."""
-        depth = DEFAULT_DEPTH if depth is None else depth
-        check_depth(name, depth, MIN_DEPTH, "the number of conv layers, the stem included")
-        return ConvStack(
-            depth,
-            residual=residual,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            width=width,
-            norm=norm or "none",
-            activation=activation,
-        )
-
-    return build
+    check_depth(name, depth, MIN_DEPTH, "the number of conv layers, the stem included")
+    return ConvStack(
+        depth,
+        residual=residual,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        norm=norm,
+        activation=activation,
+    )
 
 
-register_model("plain_stack")(_stack_builder(residual=False))
-register_model("residual_stack")(_stack_builder(residual=True))
+for _residual, _name in ((False, "plain_stack"), (True, "residual_stack")):
+    register_model(
+        _name,
+        defaults={"norm": "none", "depth": DEFAULT_DEPTH, "residual": _residual},
+        description=f"constant-width conv stack{' with identity skips' if _residual else ''}",
+    )(_build_stack)

@@ -104,15 +104,15 @@ def _fixed_depth_builder(stages: tuple[int, ...]) -> Builder:
     """A builder for one of the fixed VGG configurations."""
 
     def build(
-        *, num_classes: int, in_channels: int, width: float, norm: str | None, activation: str
+        *, num_classes: int, in_channels: int, width: float, norm: str, activation: str
     ) -> VGG:
-        """A VGG with a fixed configuration from `VGG_STAGES`; norm defaults to "none"."""
+        """A VGG with a fixed configuration from `VGG_STAGES`."""
         return VGG(
             stages,
             num_classes=num_classes,
             in_channels=in_channels,
             width=width,
-            norm=norm or "none",
+            norm=norm,
             activation=activation,
         )
 
@@ -120,27 +120,28 @@ def _fixed_depth_builder(stages: tuple[int, ...]) -> Builder:
 
 
 for _name, _stages in VGG_STAGES.items():
-    register_model(_name)(_fixed_depth_builder(_stages))
+    register_model(_name, defaults={"norm": "none"},
+                   description=f"VGG, {sum(_stages)} conv layers")(_fixed_depth_builder(_stages))
 
 
-@register_model("vgg_deep")
+@register_model("vgg_deep", defaults={"norm": "none", "depth": VGG_DEEP_DEFAULT_DEPTH},
+                description="VGG with any number of conv layers over five stages")
 def vgg_deep(
     *,
     num_classes: int,
     in_channels: int,
     width: float,
-    norm: str | None,
+    norm: str,
     activation: str,
-    depth: int | None,
+    depth: int,
 ) -> VGG:
     """A VGG with `depth` conv layers (default 29) over VGG's five stages; see `deep_stages`."""
-    depth = VGG_DEEP_DEFAULT_DEPTH if depth is None else depth
     check_depth("vgg_deep", depth, VGG_DEEP_MIN_DEPTH, "the number of conv layers, 1+ per stage")
     return VGG(
         deep_stages(depth),
         num_classes=num_classes,
         in_channels=in_channels,
         width=width,
-        norm=norm or "none",
+        norm=norm,
         activation=activation,
     )

@@ -2,12 +2,13 @@
 
     from gradprobe.probe import GradientProbe, list_metrics
     with GradientProbe(model) as probe:
-        ...  # backward, then probe.record(step, epoch), then the optimiser step
+        ...  # backward, then probe.record(), then clipping and the optimiser step
     probe.to_frame()  # tidy: step, epoch, layer, depth, kind, metric, value
 
 Statistics are small classes (`Statistic`) in a registry; `gradprobe.probe.statistics` holds
-the built-in ones and importing this package registers them. `gradprobe.probe.scan` holds the
-at-initialisation scan (`run_scan`), imported on demand because it needs the model zoo.
+the built-in ones, importing this package registers them and checks them against the metric
+catalog (`gradprobe.metrics`: names, labels, units, sources, defaults). The at-initialisation
+scan lives in its own package, `gradprobe.scan`.
 """
 
 from gradprobe.probe import statistics  # noqa: F401  (registers the built-in statistics)

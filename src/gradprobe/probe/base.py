@@ -13,23 +13,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, TypeVar
 
+import torch
 from torch import Tensor
 
 from gradprobe.errors import InputError
+from gradprobe.metrics import Source, metric_info
+from gradprobe.metrics import list_metrics as catalog_metrics
 
-Source = Literal["weight_grad", "output_grad", "activation", "update"]
-"""What a statistic reads.
-
-- "weight_grad": the layers' weight gradients at `record()` (after backward and any DDP
-  all-reduce), through `RecordContext.weight_grad_norms()`.
-- "output_grad": dLoss/d(layer output) of every call of the layer, given to `partial` in the
-  backward pass (a tensor hook on the output).
-- "activation": the output of the first activation module (ReLU, tanh, ...) that runs after the
-  layer in the same forward pass, given to `partial` in the forward pass.
-- "update": the optimiser's step, read after it through `RecordContext.update_norms()`.
-"""
+# What a statistic reads (the catalog's `Source`):
+# - "weight_grad": the layers' parameter gradients at `record()` (after backward and any DDP
+#   all-reduce), through `RecordContext.weight_grad_norms()`.
+# - "output_grad": dLoss/d(layer output) of every call of the layer, given to `partials` at
+#   `record()` (the backward hooks only keep a reference to it).
+# - "activation": the output of the first activation module (ReLU, tanh, ...) that runs after the
+#   layer in the same forward pass, given to `partial` in the forward pass.
+# - "update": the optimiser's step, read after it through `RecordContext.update_norms()`.
 
 TENSOR_SOURCES: tuple[Source, ...] = ("output_grad", "activation")
 
@@ -60,8 +60,10 @@ class RecordContext:
         weight_grad_norms: Callable[[], Measurement],
         weight_numels: Tensor,
         output_grad_scale: Tensor | float,
+        global_grad_norm: Callable[[], Tensor] | None = None,
         update: tuple[Measurement, Measurement] | None = None,
     ) -> None:
+        self._global_grad_norm = global_grad_norm
         self._partial_sums = partial_sums
         self._calls = calls
         self._weight_grad_norms = weight_grad_norms
@@ -86,6 +88,12 @@ class RecordContext:
         if self._cached_weight_grad_norms is None:
             self._cached_weight_grad_norms = self._weight_grad_norms()
         return self._cached_weight_grad_norms
+
+    def global_grad_norm(self) -> Tensor:
+        """0-d: the L2 norm of every measured parameter's gradient together (each counted once)."""
+        if self._global_grad_norm is None:
+            raise RuntimeError("the global gradient norm exists only at record()")
+        return self._global_grad_norm()
 
     def update_norms(self) -> Measurement:
         """||W_after - W_before|| per layer for the optimiser step just taken."""
@@ -116,6 +124,22 @@ class Statistic(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} reads {self.source!r}, not tensors")
 
+    def host_partial(self, tensor: Tensor) -> list[float] | None:
+        """Optional: the partial sums of a CPU tensor as Python floats (None: not offered).
+
+        Outside torch.compile, CPU hooks use it: reading a CPU value is not a device
+        synchronisation, and Python floats spare the tensor bookkeeping of small models.
+        """
+        return None
+
+    def partials(self, tensors: list[Tensor]) -> Tensor:
+        """(len(tensors), width) partial sums of several tensors at once (override to fuse).
+
+        Output gradients reach statistics through this, at `record()`, outside the backward
+        hooks; so it may read values on the host (unlike `partial` under torch.compile).
+        """
+        return torch.stack([self.partial(tensor) for tensor in tensors])
+
     @abstractmethod
     def compute(self, context: RecordContext) -> Measurement:
         """The statistic's value for every probed layer at this record."""
@@ -140,8 +164,21 @@ def register_statistic(cls: StatisticType) -> StatisticType:
 
 
 def list_metrics() -> list[str]:
-    """Names of every registered statistic, sorted."""
-    return sorted(_REGISTRY)
+    """Every metric the probe can record: the catalog's, in its order, then user-registered."""
+    built_in = catalog_metrics()
+    return built_in + sorted(name for name in _REGISTRY if name not in built_in)
+
+
+def check_catalog() -> None:
+    """Fail at import unless every catalog metric has a registered statistic of its source."""
+    for name in catalog_metrics():
+        info = metric_info(name)
+        statistic = _REGISTRY.get(name)
+        if statistic is None or statistic.source != info.source:
+            raise RuntimeError(
+                f"gradprobe.metrics lists {name!r} (source {info.source!r}) but the probe "
+                f"registers {statistic and statistic.source!r}: keep the two in step"
+            )
 
 
 def create_statistic(name: str) -> Statistic:

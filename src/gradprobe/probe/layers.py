@@ -15,7 +15,10 @@ from gradprobe.errors import InputError
 
 LayerSelector = None | Sequence[type[nn.Module]] | Sequence[str] | Callable[[str, nn.Module], bool]
 
-DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# Attention is included for its in_proj_weight, which no Linear submodule holds.
+DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention,
+)
 
 # Elementwise nonlinearities from torch.nn: the first of these to run after a probed layer is
 # "the activation after the layer" for activation_mean, activation_std and dead_fraction.
@@ -68,13 +71,17 @@ class SelectedLayer:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside a DistributedDataParallel or DataParallel wrapper.
+    """The user's module inside DistributedDataParallel, DataParallel or torch.compile.
 
     Layer names are those of the wrapped module ("conv1", not "module.conv1"), so tables from a
     DDP run and a single-process run line up.
     """
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
+        return unwrap(model.module)
+    # torch.compile's wrapper: hooks go on the original module, which its compiled code calls.
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module):
+        return unwrap(original)
     return model
 
 
@@ -90,8 +97,9 @@ def kind_of(module: nn.Module) -> str:
 def select_layers(model: nn.Module, layers: LayerSelector = None) -> list[SelectedLayer]:
     """The modules of `model` to probe, in `named_modules()` order.
 
-    `layers` is None (the model's `probe_points` when it declares them, else every Conv1d/2d/3d
-    and Linear), a sequence of module types, a sequence of module names, or a predicate
+    `layers` is None (the model's `probe_points` when it declares them, else every
+    Conv1d/2d/3d, Linear and MultiheadAttention), a sequence of module types, a sequence of
+    module names, or a predicate
     `(name, module) -> bool`.
     """
     modules = dict(model.named_modules())

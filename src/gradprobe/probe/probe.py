@@ -1,15 +1,16 @@
 """`GradientProbe`: per-layer gradient statistics on any `nn.Module`, recorded on the device.
 
-Usage, at the named point after backward and before clipping and the optimiser step
-(Lightning's `on_before_optimizer_step`):
+Usage: call `record()` after backward (after all accumulation micro-steps) and before gradient
+clipping and the optimiser step (Lightning's `on_before_optimizer_step`):
 
     probe = GradientProbe(model)              # every Conv and Linear, or model.probe_points
-    probe.watch_optimizer(optimizer)          # only needed for update_ratio
+    model = torch.compile(model)              # optional: attach first, or pass the compiled one
     with probe:                               # attach() ... detach()
-        for step, (images, labels) in enumerate(loader):
+        for images, labels in loader:
             loss = criterion(model(images), labels)
             scaler.scale(loss).backward()     # or loss.backward(), once per micro-batch
-            probe.record(step, epoch, scaler=scaler)
+            probe.record(scaler=scaler)       # counts steps; or record(step, epoch)
+            scaler.unscale_(optimizer); clip_grad_norm_(model.parameters(), 1.0)
             scaler.step(optimizer); scaler.update(); optimizer.zero_grad()
         probe.flush()                         # once per epoch: one device-to-host copy
     frame = probe.to_frame()                  # step, epoch, layer, depth, kind, metric, value
@@ -17,25 +18,23 @@ Usage, at the named point after backward and before clipping and the optimiser s
 How it measures:
 - Output gradients come from a tensor hook registered on each layer's output in a forward hook,
   not from `register_full_backward_hook`, which fails on outputs later modified in place
-  (torchvision's `ReLU(inplace=True)`). A hook registered before an in-place op receives the
-  gradient with respect to the value the layer produced (PyTorch autograd notes, "Backward hooks
-  and in-place ops").
-- Each hook reduces its tensor to a few partial sums on the device (a squared norm) and keeps
-  only that; the graph, the output and its gradient are never referenced after the hook returns.
-- `record()` sums the partials per layer (over calls of a shared module and over accumulation
-  micro-batches), all-reduces them across DDP ranks, reads weight gradients with one
-  `torch._foreach_norm` (one fused kernel on CUDA), and copies one (layers, metrics) row into
-  a preallocated device buffer: no `.item()`, no host synchronisation until `flush()` (on CPU
-  the norms read a scalar to guard their precision, see `gradprobe.probe.norms`; a CPU has no
-  device to synchronise with).
-- Nothing happens in eval mode or with gradients disabled.
+  (torchvision's `ReLU(inplace=True)`). The hooks only keep references (see
+  `gradprobe.probe.hooks`); `record()` reduces them in one fused, precision-guarded pass, sums
+  them per layer, all-reduces across DDP ranks, reads parameter gradients with one
+  `torch._foreach_norm`, and copies one (layers, metrics) row into a preallocated device
+  buffer: no host synchronisation on an accelerator until `flush()`.
+- An optimiser step (any torch optimiser stepping the model's parameters) ends the step: what
+  the hooks gathered and `record()` did not consume is dropped, so recording every N steps
+  reports the step recorded, not a sum over N.
+- Nothing happens in eval mode, with gradients disabled, or on a step the schedule skips.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,28 +42,30 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.amp.grad_scaler import GradScaler, OptState
+from torch.amp.grad_scaler import GradScaler
 from torch.optim import Optimizer
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 
 from gradprobe.errors import InputError
+from gradprobe.metrics import MODEL_LAYER, default_metrics, metric_info
+from gradprobe.probe import wiring
 from gradprobe.probe.base import (
-    TENSOR_SOURCES,
     Measurement,
     RecordContext,
     Source,
     Statistic,
-    create_statistic,
 )
 from gradprobe.probe.history import History
+from gradprobe.probe.hooks import Collector
 from gradprobe.probe.layers import ACTIVATION_TYPES, LayerInfo, LayerSelector, select_layers, unwrap
-from gradprobe.probe.norms import accumulator_dtype, norms
+from gradprobe.probe.norms import accumulator_dtype
+from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.wiring import Schedule
 
-DEFAULT_METRICS = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm")
+DEFAULT_METRICS = default_metrics()
 STATE_FORMAT = 1  # version of `state_dict()`'s layout
-_CACHE_LIMIT = 64  # device index/mask tensors kept per probe (one per distinct call pattern)
-
-Schedule = int | Callable[[int], bool]
+_CACHE_LIMIT = 64  # device mask tensors kept per probe (one per distinct pattern)
 
 
 class GradientProbe:
@@ -73,21 +74,29 @@ class GradientProbe:
     `layers`: None (the model's `probe_points` when it declares them, else every Conv and
     Linear), module types, module names, or a predicate `(name, module) -> bool`.
     `metrics`: names from `list_metrics()`. `every`: record steps divisible by k, or a callable
-    `step -> bool`. `distributed`: all-reduce output statistics over the default process group;
-    None = when torch.distributed is initialised with more than one rank (DDP training).
+    `step -> bool`; on other steps the hooks do no work. `parameters`: "weights" (each layer's
+    weight, or its `*weight` parameters such as attention's `in_proj_weight`) or "all" (biases
+    and every other direct parameter too). `distributed`: all-reduce output statistics over the
+    default process group; None = when torch.distributed is initialised with several ranks.
 
     Semantics worth knowing:
     - A module called several times in one forward pass (shared weights) has one row per
       metric: output statistics are pooled over its calls (output_grad_norm is the norm of the
       concatenated gradients, sqrt of the summed squares), and its weight gradient is the one
       autograd accumulated. Its depth is that of its first call.
+    - A module returning a tuple is measured on its first tensor (nn.MultiheadAttention's
+      attention output); an attention's `out_proj`, which its parent applies functionally, gets
+      its output gradient from that same tensor.
+    - A selected layer that yields no metric (no measured parameter, never called, no tensor
+      output) is named in a warning, once.
+    - torch.compile: attach before or after compiling, or pass the compiled module: the same
+      numbers as eager, no graph break. Attaching when code was already compiled resets
+      torch.compile's caches (compiled code ignores hooks added later) and warns once.
     - Under DDP (pass the wrapped or the inner model: names are the inner model's), every rank
-      must call `record()` at the same steps, because it all-reduces the output statistics;
-      the tables are then identical on every rank. Output gradients are divided by the world
-      size, as DDP divides weight gradients, so values equal a single process's on the global
-      batch.
+      must call `record()` at the same steps, because it all-reduces the output statistics.
+      Output gradients are divided by the world size, as DDP divides weight gradients.
     - The hooks are idle while the model (its root module) is in eval mode or gradients are
-      disabled. Only tensor outputs are measured, and the model is assumed to be on one device.
+      disabled. The model is assumed to be on one device.
     """
 
     def __init__(
@@ -97,6 +106,7 @@ class GradientProbe:
         metrics: Sequence[str] = DEFAULT_METRICS,
         every: Schedule = 1,
         *,
+        parameters: ParameterChoice = "weights",
         distributed: bool | None = None,
     ) -> None:
         self._model = unwrap(model)
@@ -104,49 +114,65 @@ class GradientProbe:
         self._names = [layer.name for layer in selected]
         self._kinds = [layer.kind for layer in selected]
         self._modules = [layer.module for layer in selected]
-        self._depths = [-1] * len(selected)
-        self._statistics = _create_statistics(metrics)
+        self._params = LayerParameters(
+            [measured_parameters(module, parameters) for module in self._modules]
+        )
+        self._statistics = wiring.create_statistics(metrics)
         self._by_source: dict[Source, list[Statistic]] = {
             source: [stat for stat in self._statistics if stat.source == source]
-            for source in ("weight_grad", *TENSOR_SOURCES, "update")
+            for source in ("weight_grad", "output_grad", "activation", "update")
         }
-        self._should_record = _schedule(every)
+        self._per_layer = [metric_info(s.name).per_layer if wiring.known_metric(s.name) else True
+                           for s in self._statistics]
+        self._should_record = wiring.schedule(every)
         self._distributed = distributed
         self._history = History(len(selected), len(self._statistics))
-        self.epoch = 0  # the epoch `watch_optimizer(..., record=True)` records under
+        self._collector = Collector(self._model, len(selected), self._by_source)
+        self.epoch = 0  # the epoch `record()` uses when given none
 
         self._attached = False
         self._handles: list[RemovableHandle] = []
         self._optimizers: list[Optimizer] = []
-        self._record_on_step: dict[int, GradScaler | None] = {}  # id(optimizer) -> scaler
-        self._grad_hooks = [
-            functools.partial(self._on_output_grad, index) for index in range(len(selected))
-        ]
-        # Per tensor source: partial-sum tensors of the current step and the layer each is for.
-        self._partials: dict[Source, list[Tensor]] = {source: [] for source in TENSOR_SOURCES}
-        self._owners: dict[Source, list[int]] = {source: [] for source in TENSOR_SOURCES}
-        self._awaiting_activation: list[int] = []  # layers run since the last activation module
+        self._optimizer_steps = 0  # optimiser steps seen on the model's parameters
+        self._param_ids = {id(param) for param in self._model.parameters()}
         self._last_step: int | None = None  # the step of the last record() call
         self._update_row: int | None = None  # history row waiting for update statistics
-        self._weights_before_step: list[Tensor] | None = None
+        self._weights_before_step: list[Tensor | None] | None = None
         self._device_cache: dict[tuple[Any, ...], Tensor] = {}
+        self._warned: set[str] = set()
 
     # ---------------------------------------------------------------------------- lifecycle
     def attach(self) -> GradientProbe:
         """Register the hooks (idempotent)."""
         if self._attached:
             return self
+        collector = self._collector
+        wiring.forget_compiled_code(self._warn)
+        routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
+        hosts: dict[int, nn.Module] = {}
         for index, module in enumerate(self._modules):
-            hook = functools.partial(self._on_layer_output, index)
+            hook = functools.partial(collector.on_layer_output, (index,))
             self._handles.append(module.register_forward_hook(hook))
+            parent = wiring.functional_parent(self._model, module)
+            if parent is not None:
+                routes.setdefault(id(parent), []).append(index)
+                hosts[id(parent)] = parent
+        for key, indices in routes.items():
+            hook = functools.partial(collector.on_layer_output, tuple(indices))
+            self._handles.append(hosts[key].register_forward_hook(hook))
         if self._by_source["activation"]:
-            self._handles.append(self._model.register_forward_pre_hook(self._on_forward_start))
+            self._handles.append(self._model.register_forward_pre_hook(collector.on_forward_start))
             for module in self._model.modules():
                 if isinstance(module, ACTIVATION_TYPES):
-                    self._handles.append(module.register_forward_hook(self._on_activation))
-        self._attached = True
+                    self._handles.append(module.register_forward_hook(collector.on_activation))
+        self._handles.append(register_optimizer_step_post_hook(self._on_any_optimizer_step))
+        self._attached = collector.enabled = True
+        collector.place(self._device())
+        collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
             self._hook_optimizer(optimizer)
+        wiring.warn_parameterless(self._names, self._modules, self._params.empty,
+                                  self._by_source, self._warn)
         return self
 
     def detach(self) -> None:
@@ -154,8 +180,8 @@ class GradientProbe:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._attached = False
-        self._clear_step_state()
+        self._attached = self._collector.enabled = False
+        self._collector.clear()
         self._weights_before_step = None
         self._update_row = None
 
@@ -170,15 +196,18 @@ class GradientProbe:
     ) -> GradientProbe:
         """Follow `optimizer`'s steps: needed for update_ratio, and tells GradScaler's state.
 
-        With `record=True` the probe also calls `record()` itself just before each step the
-        optimiser takes (after a GradScaler has unscaled the gradients), numbering steps on from
-        the last recorded one and using `probe.epoch`; a step the scaler skips is not recorded.
+        `record=True` (recording from the optimiser's step hook) was removed: that point comes
+        after gradient clipping, so it reported clipped norms. Call `record()` before clipping.
         """
+        if record or scaler is not None:
+            raise InputError(
+                "watch_optimizer(record=True) was removed: the optimiser's step comes after "
+                "clip_grad_norm_, so it recorded clipped gradients. Call probe.record(scaler=...) "
+                "after backward and before clipping instead"
+            )
         if any(watched is optimizer for watched in self._optimizers):
             raise InputError("this optimizer is already watched by the probe; watch it once")
         self._optimizers.append(optimizer)
-        if record:
-            self._record_on_step[id(optimizer)] = scaler
         if self._attached:
             self._hook_optimizer(optimizer)
         return self
@@ -188,7 +217,8 @@ class GradientProbe:
     def layers(self) -> list[LayerInfo]:
         """The probed layers in selection order, depth -1 until a layer first runs."""
         return [
-            LayerInfo(*info) for info in zip(self._names, self._kinds, self._depths, strict=True)
+            LayerInfo(*info)
+            for info in zip(self._names, self._kinds, self._collector.depths, strict=True)
         ]
 
     @property
@@ -196,49 +226,65 @@ class GradientProbe:
         """The recorded metric names, in column order."""
         return tuple(stat.name for stat in self._statistics)
 
-    def record(self, step: int, epoch: int, *, scaler: GradScaler | None = None) -> bool:
+    def record(
+        self, step: int | None = None, epoch: int | None = None, *,
+        scaler: GradScaler | None = None,
+    ) -> bool:
         """Record the current step's statistics if the schedule says so; whether it did.
 
-        Call at every optimiser step, after backward (after all accumulation micro-steps) and
-        before gradient clipping and the optimiser step; the schedule picks the steps to keep.
-        Pass the GradScaler in use so values are reported unscaled. The partial sums gathered
-        since the previous call are consumed either way.
+        Call after backward (after all accumulation micro-steps) and before gradient clipping
+        and the optimiser step. `step` defaults to the number of optimiser steps taken on the
+        model so far (or the last recorded step + 1), `epoch` to `probe.epoch`. Pass the
+        GradScaler in use so values are reported unscaled. What the hooks gathered since the
+        step began is consumed either way.
         """
         if not self._attached:
             raise RuntimeError("attach the probe (probe.attach() or `with probe:`) before record()")
         if self._by_source["update"] and not self._optimizers:
+            names = ", ".join(stat.name for stat in self._by_source["update"])
             raise InputError(
-                "update_ratio measures the optimiser's step: call "
+                f"{names} measures the optimiser's step: call "
                 "probe.watch_optimizer(optimizer) before recording"
             )
-        step, epoch = int(step), int(epoch)
+        step = self._expected_step() if step is None else int(step)
+        epoch = self.epoch if epoch is None else int(epoch)
         # An update still pending belongs to a step the optimiser skipped (GradScaler found
         # inf/NaN gradients): it stays undefined rather than taking the next step's update.
         self._update_row = None
         should_record = self._should_record(step)
         last = self._history.last_step
+        collector = self._collector
         if should_record and last is not None and step <= last:
-            self._clear_step_state()
+            collector.clear()
             raise ValueError(
                 f"step {step} is not after the last recorded step {last}; record each step once, "
                 f"in order (when resuming from an older checkpoint, call "
                 f"truncate_after({step - 1}) first)"
             )
+        armed = collector.armed
         self._last_step = step
         if not should_record:
-            self._clear_step_state()
+            self._end_step()
             return False
+        self._check_hooks_ran(armed, step)
         device = self._device()
-        amp_scale, weight_grads_scaled = self._amp_state(scaler)
+        amp_scale, weight_grads_scaled = wiring.amp_state(scaler, self._optimizers)
         partial_sums, calls = self._reduce_partials(device)
+        memo: list[tuple[Measurement, Tensor]] = []
+
+        def grad_norms() -> tuple[Measurement, Tensor]:  # computed once, if a statistic asks
+            if not memo:
+                memo.append(self._params.layer_norms(self._params.grads(), device))
+            return memo[0]
+
+        unscale = amp_scale if weight_grads_scaled else 1.0
         context = RecordContext(
             partial_sums=partial_sums,
             calls=calls,
-            weight_grad_norms=lambda: self._weight_grad_norms(
-                device, amp_scale if weight_grads_scaled else None
-            ),
+            weight_grad_norms=lambda: wiring.divide(grad_norms()[0], unscale),
             weight_numels=self._weight_numels(device),
-            output_grad_scale=amp_scale * self._world_size(),
+            output_grad_scale=amp_scale * wiring.world_size(self._distributed),
+            global_grad_norm=lambda: grad_norms()[1] / unscale,
         )
         undefined = self._undefined(device)
         measurements = [
@@ -247,6 +293,7 @@ class GradientProbe:
         ]
         row = self._history.append(step, epoch, *self._stack(measurements))
         self._update_row = row if self._by_source["update"] else None
+        self._end_step()
         return True
 
     def flush(self) -> None:
@@ -260,21 +307,27 @@ class GradientProbe:
         out (a frozen layer has no weight_grad_norm), defined NaN/inf values are kept.
         """
         steps, epochs, values, defined = self._history.host_arrays()
+        depths = self._collector.depths
         # Order layers by depth (layers that never ran last) so rows read input to output.
         order = sorted(
-            range(len(self._names)), key=lambda i: (self._depths[i] < 0, self._depths[i])
+            range(len(self._names)), key=lambda i: (depths[i] < 0, depths[i])
         )
         values, defined = values[:, order], defined[:, order]
         rows, layers, metrics = (axis.numpy() for axis in defined.nonzero(as_tuple=True))
         names, kinds = np.array(self._names, dtype=object), np.array(self._kinds, dtype=object)
-        depths = np.array(self._depths, dtype=np.int64)
+        layer_names, layer_kinds = names[order][layers], kinds[order][layers]
+        layer_depths = np.array(depths, dtype=np.int64)[order][layers]
+        # A whole-model metric is stored in one layer's cell; it is reported as MODEL_LAYER.
+        model_wide = ~np.array(self._per_layer, dtype=bool)[metrics]
+        layer_names[model_wide], layer_kinds[model_wide] = MODEL_LAYER, "model"
+        layer_depths[model_wide] = -1
         return pd.DataFrame(
             {
                 "step": np.asarray(steps, dtype=np.int64)[rows],
                 "epoch": np.asarray(epochs, dtype=np.int64)[rows],
-                "layer": names[order][layers],
-                "depth": depths[order][layers],
-                "kind": kinds[order][layers],
+                "layer": layer_names,
+                "depth": layer_depths,
+                "kind": layer_kinds,
                 "metric": np.array(self.metrics, dtype=object)[metrics],
                 "value": values[defined].double().numpy(),
             }
@@ -286,7 +339,7 @@ class GradientProbe:
             "format": STATE_FORMAT,
             "layers": list(self._names),
             "metrics": list(self.metrics),
-            "depths": list(self._depths),
+            "depths": list(self._collector.depths),
             "last_step": -1 if self._last_step is None else self._last_step,
             "history": self._history.state_dict(),
         }
@@ -308,9 +361,9 @@ class GradientProbe:
                     f"{mine}; build the probe with the same model, layers and metrics to resume"
                 )
         self._history.load_state_dict(state["history"])
-        self._depths = [int(depth) for depth in state["depths"]]
+        self._collector.depths = [int(depth) for depth in state["depths"]]
         self._last_step = None if state["last_step"] < 0 else int(state["last_step"])
-        self._clear_step_state()
+        self._end_step()
         self._update_row = None
 
     def truncate_after(self, step: int) -> None:
@@ -320,54 +373,48 @@ class GradientProbe:
             self._last_step = step
         self._update_row = None
 
-    # -------------------------------------------------------------------------------- hooks
-    def _active(self) -> bool:
-        return self._attached and self._model.training and torch.is_grad_enabled()
+    # ------------------------------------------------------------------------ step handling
+    def _expected_step(self) -> int:
+        """The step the next `record()` without arguments gets."""
+        after_last = 0 if self._last_step is None else self._last_step + 1
+        return max(after_last, self._optimizer_steps)
 
-    def _on_layer_output(self, index: int, module: nn.Module, inputs: Any, output: Any) -> None:
-        if not self._active():
-            return
-        if self._depths[index] < 0:  # first run: forward-execution order defines depth
-            self._depths[index] = max(self._depths) + 1
-        if not isinstance(output, Tensor):
-            return
-        if self._by_source["activation"]:
-            self._awaiting_activation.append(index)
-        if self._by_source["output_grad"] and output.requires_grad:
-            output.register_hook(self._grad_hooks[index])
+    def _end_step(self) -> None:
+        """Drop what the hooks gathered and arm them for the next step if it is recorded."""
+        self._collector.clear()
+        self._collector.grad_sums.zero_()
+        self._collector.armed = self._should_record(self._expected_step())
 
-    def _on_output_grad(self, index: int, grad: Tensor) -> None:
-        if self._attached:  # a graph built before detach() may still run backward
-            self._add_partials("output_grad", (index,), grad.detach())
+    def _on_any_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        # Any optimiser stepping this model's parameters ends the step: partial sums that no
+        # record() consumed belong to it, not to the next one.
+        if any(id(p) in self._param_ids for group in optimizer.param_groups
+               for p in group["params"][:1]):
+            self._optimizer_steps += 1
+            self._end_step()
 
-    def _on_forward_start(self, module: nn.Module, inputs: Any) -> None:
-        self._awaiting_activation.clear()  # the last layers of the previous pass have no successor
+    def _check_hooks_ran(self, armed: bool, step: int) -> None:
+        # Only needed (and only computed) when no hook has ever fired.
+        grads = not self._collector.hooks_fired and any(
+            grad is not None for grad in self._params.grads()
+        )
+        wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
+                               step, self._expected_step(), self._warn)
 
-    def _on_activation(self, module: nn.Module, inputs: Any, output: Any) -> None:
-        owners, self._awaiting_activation = self._awaiting_activation, []
-        if owners and isinstance(output, Tensor) and self._active():
-            self._add_partials("activation", owners, output.detach())
-
-    def _add_partials(self, source: Source, owners: Sequence[int], tensor: Tensor) -> None:
-        parts = [stat.partial(tensor) for stat in self._by_source[source]]
-        partial = parts[0] if len(parts) == 1 else torch.cat(parts)  # (source width,)
-        for owner in owners:
-            self._partials[source].append(partial)
-            self._owners[source].append(owner)
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=3)
 
     def _hook_optimizer(self, optimizer: Optimizer) -> None:
         self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
         self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
 
     def _before_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        if id(optimizer) in self._record_on_step:
-            step = 0 if self._last_step is None else self._last_step + 1
-            self.record(step, self.epoch, scaler=self._record_on_step[id(optimizer)])
         if self._update_row is not None:
             self._weights_before_step = [
-                weight.detach().clone()
-                for weight in self._trainable_weights()
-                if weight is not None
+                None if param is None else param.detach().clone()
+                for param in self._params.trainable()
             ]
 
     def _after_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
@@ -375,22 +422,21 @@ class GradientProbe:
         if before is None or row is None:
             return
         self._weights_before_step, self._update_row = None, None
-        weights = self._trainable_weights()
         device = self._device()
-        present = [weight.detach() for weight in weights if weight is not None]
-        update_norms = norms(torch._foreach_sub(present, before))
-        weight_norms = norms(before)
-        mask = [weight is not None for weight in weights]
+        after = [None if param is None else param.detach() for param in self._params.trainable()]
+        deltas = [
+            None if new is None or old is None else new - old
+            for new, old in zip(after, before, strict=True)
+        ]
+        update_norms, _ = self._params.layer_norms(deltas, device)
+        weight_norms, _ = self._params.layer_norms(before, device)
         context = RecordContext(
             partial_sums={},
             calls={},
             weight_grad_norms=lambda: self._undefined(device),
             weight_numels=self._weight_numels(device),
             output_grad_scale=1.0,
-            update=(
-                self._scatter(update_norms, mask, device),
-                self._scatter(weight_norms, mask, device),
-            ),
+            update=(update_norms, weight_norms),
         )
         for column, stat in enumerate(self._statistics):
             if stat.source == "update":
@@ -400,111 +446,45 @@ class GradientProbe:
                 )
 
     # ---------------------------------------------------------------------- record helpers
-    def _clear_step_state(self) -> None:
-        for source in TENSOR_SOURCES:
-            self._partials[source].clear()
-            self._owners[source].clear()
-        self._awaiting_activation.clear()
-
     def _reduce_partials(
         self, device: torch.device
     ) -> tuple[dict[str, Tensor], dict[Source, Tensor]]:
         """Per statistic (layers, width) sums and per source (layers,) call counts."""
-        dtype = accumulator_dtype(device)
-        blocks: list[Tensor] = []
-        for source in TENSOR_SOURCES:
-            stats = self._by_source[source]
-            if not stats:
-                continue
-            width = sum(stat.width for stat in stats)
-            block = torch.zeros(len(self._names), width + 1, dtype=dtype, device=device)
-            if self._partials[source]:
-                index, calls = self._owner_index(self._owners[source], device)
-                block[:, :width].index_add_(0, index, torch.stack(self._partials[source]))
-                block[:, width] = calls
-            blocks.append(block)  # (layers, width + calls column)
-        self._clear_step_state()
-        if blocks and self._world_size() > 1:
+        blocks = self._collector.blocks(device)
+        if blocks and wiring.world_size(self._distributed) > 1:
             # One collective for every statistic: each rank saw its own slice of the batch.
-            reduced = torch.cat(blocks, dim=1)
+            reduced = torch.cat([block for _, block in blocks], dim=1)
             dist.all_reduce(reduced)
-            blocks = list(reduced.split([block.shape[1] for block in blocks], dim=1))
+            parts = reduced.split([block.shape[1] for _, block in blocks], dim=1)
+            blocks = [(source, part) for (source, _), part in zip(blocks, parts, strict=True)]
         partial_sums: dict[str, Tensor] = {}
         calls_by_source: dict[Source, Tensor] = {}
-        sources = [source for source in TENSOR_SOURCES if self._by_source[source]]
-        for source, block in zip(sources, blocks, strict=True):
+        for source, block in blocks:
             columns = block.split([stat.width for stat in self._by_source[source]] + [1], dim=1)
             for stat, sums in zip(self._by_source[source], columns[:-1], strict=True):
                 partial_sums[stat.name] = sums
             calls_by_source[source] = columns[-1][:, 0]
         return partial_sums, calls_by_source
 
-    def _owner_index(self, owners: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
-        """Device tensors of the owners list and of calls per layer, cached per call pattern."""
-        key = ("owners", device, tuple(owners))
-        if key not in self._device_cache:
-            index = torch.tensor(owners, dtype=torch.int64, device=device)
-            calls = torch.bincount(index, minlength=len(self._names))
-            self._remember(key, index)
-            self._remember((*key, "calls"), calls.to(accumulator_dtype(device)))
-        return self._device_cache[key], self._device_cache[(*key, "calls")]
-
-    def _trainable_weights(self) -> list[Tensor | None]:
-        """Each layer's weight when it is a trainable tensor, else None."""
-        weights: list[Tensor | None] = []
-        for module in self._modules:
-            weight = getattr(module, "weight", None)
-            trainable = isinstance(weight, Tensor) and weight.requires_grad
-            weights.append(weight if trainable else None)
-        return weights
-
-    def _weight_grad_norms(self, device: torch.device, scale: Tensor | float | None) -> Measurement:
-        grads = [None if weight is None else weight.grad for weight in self._trainable_weights()]
-        present = [grad for grad in grads if grad is not None]
-        measurement = self._scatter(norms(present), [grad is not None for grad in grads], device)
-        if scale is None:
-            return measurement
-        return Measurement(measurement.values / scale, measurement.defined)
-
     def _weight_numels(self, device: torch.device) -> Tensor:
-        numels = []
-        for module in self._modules:
-            weight = getattr(module, "weight", None)
-            numels.append(weight.numel() if isinstance(weight, Tensor) else 0)
-        key = ("numels", device, tuple(numels))
+        key = ("numels", device)
         if key not in self._device_cache:
-            self._remember(
-                key, torch.tensor(numels, dtype=accumulator_dtype(device), device=device)
-            )
-        return self._device_cache[key]
-
-    def _scatter(
-        self, values: Sequence[Tensor], present: list[bool], device: torch.device
-    ) -> Measurement:
-        """A Measurement from one 0-d tensor per present layer (NaN placeholders elsewhere)."""
-        nan_key = ("nan", device)
-        if nan_key not in self._device_cache:
-            self._remember(
-                nan_key, torch.full((), math.nan, dtype=accumulator_dtype(device), device=device)
-            )
-        nan = self._device_cache[nan_key]
-        found = iter(values)
-        stacked = torch.stack([next(found) if here else nan for here in present])
-        return Measurement(stacked, self._mask(present, device))
-
-    def _mask(self, present: list[bool], device: torch.device) -> Tensor:
-        key = ("mask", device, tuple(present))
-        if key not in self._device_cache:
-            self._remember(key, torch.tensor(present, dtype=torch.bool, device=device))
+            numels = torch.tensor(self._params.numels, dtype=accumulator_dtype(device))
+            self._remember(key, numels.to(device))
         return self._device_cache[key]
 
     def _undefined(self, device: torch.device) -> Measurement:
         """All layers undefined: the placeholder for statistics known only after the step."""
-        return self._scatter([], [False] * len(self._names), device)
+        key = ("undefined", device)
+        if key not in self._device_cache:
+            layers = len(self._names)
+            self._remember(key, torch.full((layers,), math.nan, device=device))
+            self._remember((*key, "mask"), torch.zeros(layers, dtype=torch.bool, device=device))
+        return Measurement(self._device_cache[key], self._device_cache[(*key, "mask")])
 
     def _remember(self, key: tuple[Any, ...], tensor: Tensor) -> None:
         if len(self._device_cache) >= _CACHE_LIMIT:
-            self._device_cache.clear()  # call patterns keep changing: do not grow without bound
+            self._device_cache.clear()
         self._device_cache[key] = tensor
 
     def _stack(self, measurements: list[Measurement]) -> tuple[Tensor, Tensor]:
@@ -512,54 +492,9 @@ class GradientProbe:
         defined = torch.stack([m.defined for m in measurements], dim=1)
         return values, defined  # (layers, metrics) each
 
-    def _amp_state(self, scaler: GradScaler | None) -> tuple[Tensor | float, bool]:
-        """(loss scale, whether the weight gradients still carry it) for this step."""
-        if scaler is None or not scaler.is_enabled():
-            return 1.0, False
-        scale = scaler._get_scale_async()  # the device tensor: reading get_scale() would sync
-        if scale is None:
-            raise RuntimeError("record() got a GradScaler that has not scaled a loss yet")
-        # GradScaler keeps a stage per optimiser; UNSCALED means unscale_() already divided the
-        # .grad tensors (e.g. before clipping), so they must not be divided again.
-        states = scaler._per_optimizer_states
-        watched = [states[id(opt)] for opt in self._optimizers if id(opt) in states]
-        candidates = watched if self._optimizers else list(states.values())
-        unscaled = any(state["stage"] is OptState.UNSCALED for state in candidates)
-        return scale.reshape(()).to(accumulator_dtype(scale.device)), not unscaled
-
-    def _world_size(self) -> int:
-        """Ranks whose output statistics are combined: 1 unless distributed."""
-        initialised = dist.is_available() and dist.is_initialized()
-        if self._distributed and not initialised:
-            raise RuntimeError("distributed=True but torch.distributed is not initialised")
-        if self._distributed is False or not initialised:
-            return 1
-        return dist.get_world_size()
-
     def _device(self) -> torch.device:
         for tensor in self._model.parameters():
             return tensor.device
         return torch.device("cpu")
 
 
-def _create_statistics(metrics: Sequence[str]) -> list[Statistic]:
-    if isinstance(metrics, str) or not metrics:
-        raise InputError(
-            f"metrics={metrics!r} must be a non-empty list of metric names, e.g. "
-            f"{list(DEFAULT_METRICS)}"
-        )
-    duplicates = sorted({name for name in metrics if list(metrics).count(name) > 1})
-    if duplicates:
-        raise InputError(f"metrics lists {', '.join(duplicates)} twice; list each metric once")
-    return [create_statistic(name) for name in metrics]
-
-
-def _schedule(every: Schedule) -> Callable[[int], bool]:
-    if callable(every):
-        return every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise InputError(
-            f"every={every!r} must be a positive integer (record every k-th step) or a "
-            "callable step -> bool"
-        )
-    return lambda step: step % every == 0

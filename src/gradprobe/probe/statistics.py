@@ -8,8 +8,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradprobe.probe.base import Measurement, RecordContext, Statistic, register_statistic
-from gradprobe.probe.norms import accumulator_dtype, squared_norm
+from gradprobe.probe.base import (
+    Measurement,
+    RecordContext,
+    Statistic,
+    check_catalog,
+    register_statistic,
+)
+from gradprobe.probe.norms import accumulator_dtype, cpu_norm_value, norms, squared_norm
 
 
 def _count(tensor: Tensor) -> Tensor:
@@ -79,6 +85,14 @@ class OutputGradNorm(Statistic):
 
     def partial(self, tensor: Tensor) -> Tensor:
         return squared_norm(tensor).reshape(1)
+
+    def host_partial(self, tensor: Tensor) -> list[float] | None:
+        # The guarded float32 pass (see probe.norms) while the gradient is still in cache.
+        return [cpu_norm_value(tensor) ** 2]
+
+    def partials(self, tensors: list[Tensor]) -> Tensor:
+        # One fused pass over every held gradient (one kernel on CUDA).
+        return torch.stack(norms(tensors)).square().reshape(-1, 1)
 
     def compute(self, context: RecordContext) -> Measurement:
         squares = context.partial_sums(self)[:, 0]
@@ -154,6 +168,25 @@ class DeadFraction(Statistic):
 
 
 @register_statistic
+class GlobalGradNorm(Statistic):
+    """||g|| over every measured parameter at once: what `clip_grad_norm_` returns for them.
+
+    One value per step for the whole model (the table's layer "(model)"); a parameter shared
+    by several probed layers counts once. Measured before any clipping, like every metric.
+    """
+
+    name = "global_grad_norm"
+    source = "weight_grad"
+
+    def compute(self, context: RecordContext) -> Measurement:
+        total = context.global_grad_norm()
+        layers = context.weight_numels.shape[0]
+        defined = torch.zeros(layers, dtype=torch.bool, device=total.device)
+        defined[0] = True  # stored once, in the first layer's cell
+        return Measurement(total.expand(layers), defined)
+
+
+@register_statistic
 class UpdateRatio(Statistic):
     """||W_after - W_before|| / ||W_before||: the relative size of the optimiser's step.
 
@@ -167,3 +200,6 @@ class UpdateRatio(Statistic):
     def compute(self, context: RecordContext) -> Measurement:
         updates, weights = context.update_norms(), context.weight_norms()
         return Measurement(updates.values / weights.values, updates.defined & weights.defined)
+
+
+check_catalog()  # the catalog (gradprobe.metrics) and these classes must agree

@@ -8,7 +8,6 @@ returns every run as a full `RunConfig`; identical runs are trained once and sha
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,6 @@ from gradprobe.util.paths import safe_name
 # (which swaps a residual model for its plain twin: He et al. 2016's plain vs residual nets).
 MODEL_AXES = tuple(name for name in ModelConfig.model_fields if name != "name")
 TRAIN_AXES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "scheduler")
-RESIDUAL_TWINS = {"resnet": "plain", "resnet18": "plain18", "resnet34": "plain34",
-                  "residual_stack": "plain_stack"}
 
 
 class _Strict(BaseModel):
@@ -200,7 +197,7 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     Precedence, lowest first: preset, spec's shared sections, a run's own overrides, an
     experiment axis value. `dataset` (the CLI's --dataset) overrides the spec's dataset.
     """
-    from gradprobe.models import list_models
+    from gradprobe.models import family_default, list_models
 
     known_models = set(list_models())
     data = {**preset.get("data", {}), **_written(spec.data)}
@@ -221,7 +218,7 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
         try:
             model = ModelConfig(name=run.model, **{**model_defaults, **_written(run.options)})
             if model.norm is None:  # explicit, so identical runs are recognised as such
-                model = model.model_copy(update={"norm": _family_norm(run.model)})
+                model = model.model_copy(update={"norm": family_default(run.model, "norm")})
             config = RunConfig(
                 model=model,
                 data=DataConfig(**data), train=TrainConfig(**{**train, **_written(run.train)}),
@@ -278,7 +275,7 @@ def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]
         if "residual" in values:
             model = _residual_twin(model, values["residual"], f"{where}.axes.residual")
         options = {**_written(experiment.base.options),
-                   **{k: v for k, v in values.items() if k in MODEL_AXES}}
+                   **{k: v for k, v in values.items() if k in MODEL_AXES and k != "residual"}}
         train = {**_written(experiment.base.train),
                  **{k: v for k, v in values.items() if k in TRAIN_AXES}}
         label = ",".join(f"{axis}={_label(value)}" for axis, value in values.items())
@@ -291,23 +288,15 @@ def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]
 
 
 def _residual_twin(model: str, residual: Any, where: str) -> str:
+    from gradprobe.models import residual_variant
+
     if not isinstance(residual, bool):
         raise InputError(f"{where}: values must be true or false, got {residual!r}.")
-    plain_to_residual = {plain: res for res, plain in RESIDUAL_TWINS.items()}
-    base = plain_to_residual.get(model, model)
-    if base not in RESIDUAL_TWINS:
-        raise InputError(f"{where}: the `residual` axis needs a model with a plain twin "
-                         f"({', '.join(f'{r}/{p}' for r, p in RESIDUAL_TWINS.items())}); "
-                         f"got {model!r}.")
-    return base if residual else RESIDUAL_TWINS[base]
-
-
-@functools.cache
-def _family_norm(model_name: str) -> str:
-    """The norm a model family uses when none is given (read off a tiny instance)."""
-    from gradprobe.models import build_model
-
-    return str(build_model(model_name, width=0.01).gradprobe_info["norm"])
+    try:
+        return residual_variant(model, residual)
+    except InputError as error:
+        raise InputError(f"{where}: the `residual` axis needs a model with a plain twin; "
+                         f"{error}.") from None
 
 
 def _label(value: Any) -> str:

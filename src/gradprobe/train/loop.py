@@ -25,6 +25,7 @@ from torch import nn
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
 from gradprobe.errors import InputError
+from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
@@ -45,7 +46,7 @@ from gradprobe.train.checkpoint import (
     set_rng_state,
 )
 from gradprobe.train.device import resolve_device
-from gradprobe.train.optim import build_optimizer, build_scheduler
+from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
 from gradprobe.train.preflight import check_run_config
 from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
@@ -201,7 +202,7 @@ class _Trainer:
         self.probe: GradientProbe | _NoProbe = (
             GradientProbe(self.model, metrics=cfg.probe.metrics, every=cfg.probe.every)
             if cfg.probe.metrics else _NoProbe())
-        if "update_ratio" in cfg.probe.metrics:
+        if any(metric_info(metric).needs_optimizer for metric in cfg.probe.metrics):
             self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
                             if cfg.train.tensorboard else None)
@@ -323,11 +324,13 @@ class _Trainer:
                     loss.backward()
                 # The named point: after backward, before clipping and the optimiser step.
                 self.probe.record(pos.step, epoch_number, scaler=self.scaler)
-                if self.scaler is not None:
-                    self.scaler.step(optimizer)
-                    self.scaler.update()
-                else:
-                    optimizer.step()
+                with warmup_lr(optimizer, self.scheduler, pos.step, len(self.train_loader),
+                               cfg.warmup_epochs):
+                    if self.scaler is not None:
+                        self.scaler.step(optimizer)
+                        self.scaler.update()
+                    else:
+                        optimizer.step()
                 correct += (logits.argmax(dim=1) == labels).sum()
                 batch_size = labels.shape[0]
                 pos.loss_sum += loss_value * batch_size

@@ -1,0 +1,181 @@
+"""The probe's wiring: building its statistics and schedule, torch.compile and AMP/DDP
+state, and the checks that name every layer that yields nothing (one job each, no state)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.amp.grad_scaler import GradScaler, OptState
+from torch.optim import Optimizer
+
+from gradprobe.errors import InputError
+from gradprobe.metrics import default_metrics, metric_info
+from gradprobe.probe.base import Measurement, Source, Statistic, create_statistic
+from gradprobe.probe.hooks import Collector
+from gradprobe.probe.norms import accumulator_dtype
+
+Schedule = int | Callable[[int], bool]
+Warn = Callable[[str, str], None]
+
+
+def amp_state(
+    scaler: GradScaler | None, optimizers: list[Optimizer]
+) -> tuple[Tensor | float, bool]:
+    """(loss scale, whether the weight gradients still carry it) for this step."""
+    if scaler is None or not scaler.is_enabled():
+        return 1.0, False
+    scale = scaler._get_scale_async()  # the device tensor: reading get_scale() would sync
+    if scale is None:
+        raise RuntimeError("record() got a GradScaler that has not scaled a loss yet")
+    # GradScaler keeps a stage per optimiser; UNSCALED means unscale_() already divided the
+    # .grad tensors (e.g. before clipping), so they must not be divided again.
+    states = scaler._per_optimizer_states
+    watched = [states[id(opt)] for opt in optimizers if id(opt) in states]
+    candidates = watched if optimizers else list(states.values())
+    unscaled = any(state["stage"] is OptState.UNSCALED for state in candidates)
+    return scale.reshape(()).to(accumulator_dtype(scale.device)), not unscaled
+
+
+def world_size(distributed: bool | None) -> int:
+    """Ranks whose output statistics are combined: 1 unless distributed."""
+    initialised = dist.is_available() and dist.is_initialized()
+    if distributed and not initialised:
+        raise RuntimeError("distributed=True but torch.distributed is not initialised")
+    if distributed is False or not initialised:
+        return 1
+    return dist.get_world_size()
+
+
+def check_hooks_ran(
+    collector: Collector, names: list[str], by_source: dict[Source, list[Statistic]],
+    grads_exist: bool, armed: bool, step: int, expected: int, warn: Warn,
+) -> None:
+    """No silent gaps: explain layers without output statistics at a recorded step."""
+    if not collector.hooks_fired and grads_exist:
+        raise RuntimeError(
+            "no probed layer has run a forward call since the probe was attached, yet the "
+            "parameters have gradients: the model was most likely compiled (torch.compile) "
+            "and run before the probe was attached, and compiled code ignores hooks added "
+            "later. Attach the probe before torch.compile, or build it on a model that has "
+            "not run compiled yet (GradientProbe(torch.compile(model)) works)"
+        )
+    needs_forward = by_source["output_grad"] or by_source["activation"]
+    if not needs_forward:
+        return
+    if not armed and collector.ran_this_step:
+        warn(
+            "unarmed",
+            f"record(step={step}) recorded a step the probe did not expect (it expected step "
+            f"{expected}), so its hooks were idle and output and activation metrics are "
+            "missing for it; call record() at every optimiser step with consecutive step "
+            "numbers, or without arguments",
+        )
+    if not collector.forward_seen:
+        return
+    for index, name in enumerate(names):
+        if collector.depths[index] < 0:
+            warn(
+                f"never-ran:{name}",
+                f"probed layer {name!r} has not been called in a training forward pass (its "
+                "parent may use its parameters directly), so it has no depth and no output or "
+                "activation metrics; select the module that is called",
+            )
+        if index in collector.no_tensor_output:
+            warn(
+                f"no-tensor:{name}",
+                f"probed layer {name!r} returns no tensor, so it has no output or activation "
+                "metrics; select a module that returns a tensor",
+            )
+
+
+def warn_parameterless(
+    names: list[str], modules: list[nn.Module], empty: list[bool],
+    by_source: dict[Source, list[Statistic]], warn: Warn,
+) -> None:
+    """Warn once about layers whose parameters can give no weight metric."""
+    if not by_source["weight_grad"] and not by_source["update"]:
+        return
+    for name, module, nothing in zip(names, modules, empty, strict=True):
+        if nothing:
+            warn(
+                f"no-params:{name}",
+                f"probed layer {name!r} ({type(module).__name__}) has no measured parameter "
+                "of its own, so it has no weight metrics; pass parameters='all' to include "
+                "biases, or select its submodules",
+            )
+
+
+def create_statistics(metrics: Sequence[str]) -> list[Statistic]:
+    if isinstance(metrics, str) or not metrics:
+        raise InputError(
+            f"metrics={metrics!r} must be a non-empty list of metric names, e.g. "
+            f"{list(default_metrics())}"
+        )
+    duplicates = sorted({name for name in metrics if list(metrics).count(name) > 1})
+    if duplicates:
+        raise InputError(f"metrics lists {', '.join(duplicates)} twice; list each metric once")
+    return [create_statistic(name) for name in metrics]
+
+
+def schedule(every: Schedule) -> Callable[[int], bool]:
+    if callable(every):
+        return every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise InputError(
+            f"every={every!r} must be a positive integer (record every k-th step) or a "
+            "callable step -> bool"
+        )
+    return lambda step: step % every == 0
+
+
+def known_metric(name: str) -> bool:
+    try:
+        metric_info(name)
+    except InputError:
+        return False
+    return True
+
+
+def divide(measurement: Measurement, scale: Tensor | float) -> Measurement:
+    if isinstance(scale, float) and scale == 1.0:
+        return measurement
+    return Measurement(measurement.values / scale, measurement.defined)
+
+
+def forget_compiled_code(warn: Callable[[str, str], None]) -> None:
+    """Make torch.compile trace the hooks about to be added, now and later.
+
+    By default compiled code does not guard on module hooks, so code compiled for another
+    instance of the model's classes, before or after attaching, would run without them: every
+    output metric missing. So when torch.compile is in use the probe turns those guards on
+    (dynamo's `skip_nnmodule_hook_guards = False`: code compiled from now on checks the hooks)
+    and drops code compiled before (the next call recompiles, hooks included). If dynamo is
+    first imported after attaching, `record()` still refuses to report a step whose hooks
+    compiled code skipped.
+    """
+    if "torch._dynamo" not in sys.modules:
+        return  # torch.compile has not been used yet (importing dynamo costs seconds)
+    from torch._dynamo import config, convert_frame
+
+    config.skip_nnmodule_hook_guards = False
+    seen = getattr(getattr(convert_frame, "output_codes", None), "seen", None)
+    if seen:
+        torch._dynamo.reset()
+        warn(
+            "dynamo-reset",
+            "GradientProbe.attach() reset torch.compile's caches so that compiled models "
+            "run the probe's hooks; compiled functions recompile on their next call. Attach "
+            "the probe before compiling to avoid the recompilation",
+        )
+
+
+def functional_parent(model: nn.Module, module: nn.Module) -> nn.Module | None:
+    """The MultiheadAttention whose `out_proj` is `module`: it applies it without calling it."""
+    for parent in model.modules():
+        if isinstance(parent, nn.MultiheadAttention) and parent.out_proj is module:
+            return parent
+    return None
