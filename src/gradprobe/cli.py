@@ -1,6 +1,7 @@
 """The `gradprobe` command line: parse, call the library, print. No logic lives only here.
 
-Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else.
+Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else; `study`: 2 for
+bad input found before any run started, 1 when a run failed (README.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from gradprobe.config import (
 )
 from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
+from gradprobe.record import REPORT_HTML, RUNS_DIR, STATUS_FILE, STUDY_FILE, RunState
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
+from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -218,6 +221,11 @@ def _models(args: argparse.Namespace) -> int:
     model = ModelConfig(name=args.name or "", **config_values(args, "model"))
     zoo = ZooConfig(**config_values(args, "zoo"))
     if args.name:
+        from gradprobe.train.preflight import check_run_fits
+
+        # bounded before anything is built: a depth of 10^8 would take minutes and gigabytes
+        check_run_fits(args.name, model.builder_options(), num_classes=zoo.num_classes,
+                       in_channels=3, image_size=zoo.image_size, batch_size=1)
         built = build_model(args.name, num_classes=zoo.num_classes, **model.builder_options())
         print(model_summary(built, input_size=(1, 3, zoo.image_size, zoo.image_size)))
         return EXIT_OK
@@ -249,15 +257,17 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError(f"unknown model {config.model.name!r}; known models: "
                          f"{', '.join(list_models())}.")
     result = train(config, args.out, force=args.force, progress=_progress(args.quiet))
-    if result.state == "diverged":
+    if result.state == RunState.DIVERGED:
         print(f"{args.out}: diverged at step {result.summary['diverged_step']} "
-              "(a result, not a crash: see status.json)")
+              f"(a result, not a crash: see {STATUS_FILE})")
     elif not args.quiet:
         print(f"{args.out}: {result.state}, test accuracy {result.summary['test_acc']:.3f}")
     return EXIT_OK
 
 
 def _study(args: argparse.Namespace) -> int:
+    """Exit 2: bad input found before any run started; 1: a run failed or could not run (each
+    named, with where its traceback is); 0: every run completed or diverged (a result)."""
     from gradprobe.study import run_study
     from gradprobe.study.presets import default_jobs, default_preset
 
@@ -267,8 +277,20 @@ def _study(args: argparse.Namespace) -> int:
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
                        progress=_progress(args.quiet), **execution)
     print(_format_rows(result.rows))
-    print(f"report: {result.report.get('html', result.study_dir / 'report.html')}")
-    return EXIT_OK
+    print(f"report: {result.report.get('html', result.study_dir / REPORT_HTML)}")
+    if not result.unfinished:
+        return EXIT_OK
+    for outcome in result.unfinished:
+        run_dir = result.study_dir / RUNS_DIR / outcome.name
+        where = (f"another process is training it; rerun when it is done ({run_dir})"
+                 if outcome.state == RunState.RUNNING
+                 else f"traceback in {run_dir / STATUS_FILE}")
+        print(f"gradprobe study: run {outcome.name!r} {outcome.state}: {outcome.message} "
+              f"[{where}]", file=sys.stderr)
+    print(f"gradprobe study: {len(result.unfinished)} of {len(result.outcomes)} runs did not "
+          "finish; fix the cause and run the same command again (finished runs are kept).",
+          file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _format_rows(rows: list[dict]) -> str:
@@ -292,9 +314,10 @@ def _fmt(value: object, spec: str) -> str:
 def _report(args: argparse.Namespace) -> int:
     from gradprobe.analysis import write_report
 
-    if not (args.dir / "study.yaml").exists() and not (args.dir / "runs").is_dir():
-        raise InputError(f"{args.dir} is not a study directory (no study.yaml or runs/); "
+    if not (args.dir / STUDY_FILE).exists() and not (args.dir / RUNS_DIR).is_dir():
+        raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/); "
                          "pass the --out of a `gradprobe study`.")
+    prepare_output_dir(args.dir, what="study directory")  # the report is written into it
     paths = write_report(args.dir, metric=args.metric)
     for kind, path in paths.items():
         if kind in ("html", "md"):
@@ -306,6 +329,7 @@ def _scan(args: argparse.Namespace) -> int:
     from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
     progress = _progress(args.quiet)
+    prepare_output_dir(args.out)
     if args.theory:
         options = {"models": args.architectures, "depths": args.depths,
                    "activations": args.activations, "inits": args.inits}
