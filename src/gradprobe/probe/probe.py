@@ -14,6 +14,10 @@ clipping and the optimiser step (Lightning's `on_before_optimizer_step`):
             scaler.step(optimizer); scaler.update(); optimizer.zero_grad()
         probe.flush()                         # once per epoch: one device-to-host copy
     frame = probe.to_frame()                  # step, epoch, layer, depth, kind, metric, value
+    probe.summary()                           # the report's numbers: ratio, decay, verdict
+
+Long runs: `GradientProbe(model, stream_to="history.parquet")` writes rows to disk at every
+flush (and every `rows_per_flush` rows), so memory stays flat; see `gradprobe.probe.stream`.
 
 How it measures:
 - Output gradients come from a tensor hook registered on each layer's output in a forward hook,
@@ -35,9 +39,9 @@ import functools
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -48,7 +52,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 
 from gradprobe.errors import InputError
-from gradprobe.metrics import MODEL_LAYER, default_metrics, metric_info
+from gradprobe.metrics import default_metrics, metric_info
 from gradprobe.probe import wiring
 from gradprobe.probe.base import (
     Measurement,
@@ -56,12 +60,17 @@ from gradprobe.probe.base import (
     Source,
     Statistic,
 )
+from gradprobe.probe.frame import LayerTable, tidy_frame
 from gradprobe.probe.history import History
 from gradprobe.probe.hooks import Collector
 from gradprobe.probe.layers import ACTIVATION_TYPES, LayerInfo, LayerSelector, select_layers, unwrap
 from gradprobe.probe.norms import accumulator_dtype
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.stream import ParquetStream, read_streamed
 from gradprobe.probe.wiring import Schedule
+
+if TYPE_CHECKING:
+    from gradprobe.analysis.summary import RunAnalysis
 
 DEFAULT_METRICS = default_metrics()
 STATE_FORMAT = 1  # version of `state_dict()`'s layout
@@ -78,6 +87,7 @@ class GradientProbe:
     weight, or its `*weight` parameters such as attention's `in_proj_weight`) or "all" (biases
     and every other direct parameter too). `distributed`: all-reduce output statistics over the
     default process group; None = when torch.distributed is initialised with several ranks.
+    `stream_to`: a Parquet path the history streams to (see `stream_to()`).
 
     Semantics worth knowing:
     - A module called several times in one forward pass (shared weights) has one row per
@@ -108,6 +118,7 @@ class GradientProbe:
         *,
         parameters: ParameterChoice = "weights",
         distributed: bool | None = None,
+        stream_to: str | Path | None = None,
     ) -> None:
         self._model = unwrap(model)
         selected = select_layers(self._model, layers)
@@ -140,6 +151,10 @@ class GradientProbe:
         self._weights_before_step: list[Tensor | None] | None = None
         self._device_cache: dict[tuple[Any, ...], Tensor] = {}
         self._warned: set[str] = set()
+        self._stream: ParquetStream | None = None
+        self._streamed: list[Path] = []  # finished stream files: the history's older rows
+        if stream_to is not None:
+            self.stream_to(stream_to)
 
     # ---------------------------------------------------------------------------- lifecycle
     def attach(self) -> GradientProbe:
@@ -176,7 +191,8 @@ class GradientProbe:
         return self
 
     def detach(self) -> None:
-        """Remove every hook this probe registered and drop partial sums not yet recorded."""
+        """Remove every hook this probe registered and drop partial sums not yet recorded;
+        finish the stream, if any (`finish_stream`)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -184,6 +200,7 @@ class GradientProbe:
         self._collector.clear()
         self._weights_before_step = None
         self._update_row = None
+        self.finish_stream()
 
     def __enter__(self) -> GradientProbe:
         return self.attach()
@@ -297,44 +314,62 @@ class GradientProbe:
         return True
 
     def flush(self) -> None:
-        """Move recorded rows from the device to host memory (synchronises the device)."""
-        self._history.flush()
+        """Move recorded rows from the device to host memory (synchronises the device); when
+        streaming, write them to disk and drop them from memory."""
+        self._history.flush(hold_from=self._update_row)  # a row awaiting update_ratio stays
 
     def to_frame(self) -> pd.DataFrame:
         """The tidy table: step, epoch, layer, depth, kind, metric, value; one row per value.
 
         Rows are ordered by step, then depth, then metric column; undefined values are left
-        out (a frozen layer has no weight_grad_norm), defined NaN/inf values are kept.
+        out (a frozen layer has no weight_grad_norm), defined NaN/inf values are kept. When
+        streaming, the rows already on disk are read back first.
         """
-        steps, epochs, values, defined = self._history.host_arrays()
-        depths = self._collector.depths
-        # Order layers by depth (layers that never ran last) so rows read input to output.
-        order = sorted(
-            range(len(self._names)), key=lambda i: (depths[i] < 0, depths[i])
-        )
-        values, defined = values[:, order], defined[:, order]
-        rows, layers, metrics = (axis.numpy() for axis in defined.nonzero(as_tuple=True))
-        names, kinds = np.array(self._names, dtype=object), np.array(self._kinds, dtype=object)
-        layer_names, layer_kinds = names[order][layers], kinds[order][layers]
-        layer_depths = np.array(depths, dtype=np.int64)[order][layers]
-        # A whole-model metric is stored in one layer's cell; it is reported as MODEL_LAYER.
-        model_wide = ~np.array(self._per_layer, dtype=bool)[metrics]
-        layer_names[model_wide], layer_kinds[model_wide] = MODEL_LAYER, "model"
-        layer_depths[model_wide] = -1
-        return pd.DataFrame(
-            {
-                "step": np.asarray(steps, dtype=np.int64)[rows],
-                "epoch": np.asarray(epochs, dtype=np.int64)[rows],
-                "layer": layer_names,
-                "depth": layer_depths,
-                "kind": layer_kinds,
-                "metric": np.array(self.metrics, dtype=object)[metrics],
-                "value": values[defined].double().numpy(),
-            }
-        )
+        frame = self._tidy(*self._history.host_arrays())
+        if self._stream is None and not self._streamed:
+            return frame
+        on_disk = [read_streamed(path) for path in self._streamed]
+        on_disk += [self._stream.read()] if self._stream is not None else []
+        return pd.concat([*on_disk, frame], ignore_index=True)
+
+    def summary(self, metric: str = "weight_grad_norm", *, name: str = "probe") -> RunAnalysis:
+        """The report's numbers for this history (`gradprobe.analysis.summarize_frame`): the
+        first-to-last ratio, decay per layer and verdict at the first and last epochs."""
+        from gradprobe.analysis.summary import summarize_frame  # lazy: pandas analysis, plots
+
+        return summarize_frame(self.to_frame(), metric, name=name)
+
+    def stream_to(self, path: str | Path, rows_per_flush: int = 1000) -> None:
+        """Stream the history to the Parquet file `path` from now on: every flush (and every
+        `rows_per_flush` rows) writes rows to disk and drops them from memory. The file is
+        complete after `finish_stream()` or `detach()`; until then, and after a crash, the rows
+        are in `<path>.parts/` (see `gradprobe.probe.stream`)."""
+        if Path(path) in self._streamed or (self._stream and self._stream.path == Path(path)):
+            raise InputError(f"this probe already streamed to {path}; pick a new file")
+        self.finish_stream()
+        self._history.flush(hold_from=len(self._history))  # rows so far stay in memory
+        stream = self._stream = ParquetStream(path)
+        self._history.stream(lambda *rows: stream.write(self._tidy(*rows)), rows_per_flush)
+
+    def finish_stream(self) -> Path | None:
+        """Complete the stream's file with the rest of the history; its path (None when not
+        streaming). Rows recorded later stay in memory."""
+        if self._stream is None:
+            return None
+        self._history.flush()
+        self._history.stream(None)
+        stream, self._stream = self._stream, None
+        self._streamed.append(stream.finish())
+        return stream.path
+
+    def _tidy(self, steps: list[int], epochs: list[int], values: Tensor,
+              defined: Tensor) -> pd.DataFrame:
+        table = LayerTable(self._names, self._kinds, self.metrics, self._per_layer)
+        return tidy_frame(table, self._collector.depths, steps, epochs, values, defined)
 
     def state_dict(self) -> dict[str, Any]:
         """The history and layer depths, loadable with `torch.load(weights_only=True)`."""
+        self._check_not_streaming("state_dict")
         return {
             "format": STATE_FORMAT,
             "layers": list(self._names),
@@ -346,6 +381,7 @@ class GradientProbe:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a resumed run's history; recording continues after its last step."""
+        self._check_not_streaming("load_state_dict")
         if state.get("format") != STATE_FORMAT:
             raise InputError(
                 f"probe state has format {state.get('format')!r}, this gradprobe reads "
@@ -400,6 +436,13 @@ class GradientProbe:
         )
         wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
                                step, self._expected_step(), self._warn)
+
+    def _check_not_streaming(self, what: str) -> None:
+        if self._stream is not None:  # the history lives partly on disk
+            raise InputError(
+                f"{what}() of a probe streaming to {self._stream.path} is not supported: call "
+                "probe.finish_stream() first and keep its file beside the checkpoint"
+            )
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from gradprobe.analysis.figures.base import (
@@ -82,9 +83,10 @@ def _profile_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
 
 
 def plot_depth_profiles(
-    runs: Mapping[str, RunData], metrics: Sequence[str], path: Path, title: str
-) -> Path:
-    """One panel per metric: each run's epoch-mean norm against depth at first and last epoch."""
+    runs: Mapping[str, RunData], metrics: Sequence[str], path: Path | None, title: str
+) -> Path | Figure:
+    """One panel per metric: each run's epoch-mean norm against depth at first and last epoch
+    (the figure itself when `path` is None)."""
     fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.0, left=0.85, right=0.2,
                      top=0.65, bottom=0.55, wspace=0.25)
     colours = run_colours(len(runs))
@@ -97,7 +99,7 @@ def plot_depth_profiles(
                 _profile_legend(ax, list(runs), colours, kinds)
         else:
             no_data(ax, f"no {metric} records")
-    return save_figure(fig, path)
+    return fig if path is None else save_figure(fig, path)
 
 
 def _draw_curves(ax_loss: Axes, ax_acc: Axes, runs: Mapping[str, RunData],
