@@ -72,7 +72,7 @@ def test_memory_holds_at_most_rows_per_flush(tmp_path: Path):
     probe.watch_optimizer(optimizer)
     held = []
     with probe:
-        for step in range(95):
+        for _step in range(95):
             optimizer.zero_grad()
             model(torch.ones(2, 6)).sum().backward()
             probe.record()

@@ -279,10 +279,13 @@ def _fmt(value: object, spec: str) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from gradprobe.analysis import write_report
+    from gradprobe.record import CONFIG_FILE, RUNS_DIR, STUDY_FILE
 
-    if not (args.dir / "study.yaml").exists() and not (args.dir / "runs").is_dir():
-        raise InputError(f"{args.dir} is not a study directory (no study.yaml or runs/); "
-                         "pass the --out of a `gradprobe study`.")
+    if not any(((args.dir / STUDY_FILE).is_file(), (args.dir / RUNS_DIR).is_dir(),
+                (args.dir / CONFIG_FILE).is_file())):
+        raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/) "
+                         f"nor a run directory (no {CONFIG_FILE}); pass the --out of "
+                         "`gradprobe study` or of `gradprobe train`.")
     paths = write_report(args.dir, metric=args.metric)
     for kind, path in paths.items():
         if kind in ("html", "md"):
