@@ -69,12 +69,11 @@ def test_hugging_face_example(tmp_path):
     assert (tmp_path / "runs" / "hf" / "gradients.parquet").is_file()
 
 
-@pytest.mark.slow
 def test_notebook_example():
+    # The command names the notebook tests/test_notebook.py executes (once, there: ~25 s).
     blocks = [code for language, code in blocks_under("In a notebook") if language == "bash"]
     assert blocks, "no bash block under '## In a notebook'"
     commands = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
     commands = [command for command in commands if command and not command.startswith("pip ")]
     assert commands == ["jupyter execute examples/vanishing_gradients.ipynb"]
-    for command in commands:
-        run(["bash", "-c", command], cwd=ROOT)
+    assert (ROOT / "examples" / "vanishing_gradients.ipynb").is_file()
