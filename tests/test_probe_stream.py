@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,7 @@ from gradprobe.errors import InputError
 from gradprobe.probe import GradientProbe
 from gradprobe.probe.stream import PARTS_SUFFIX, read_streamed
 
+SRC = Path(__file__).resolve().parents[1] / "src"
 METRICS = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm", "update_ratio")
 
 
@@ -111,3 +115,12 @@ def test_streaming_refuses_what_it_cannot_do(tmp_path: Path):
         probe.stream_to(tmp_path / "h.parquet")
     with pytest.raises(InputError, match="No streamed history"):
         read_streamed(tmp_path / "absent.parquet")
+
+
+def test_importing_the_probe_loads_neither_plots_nor_parquet_nor_analysis():
+    # probe.summary() and streaming import what they need when called
+    code = ("import sys, gradprobe.probe; print(sorted(m for m in ('matplotlib', "
+            "'pyarrow.parquet', 'gradprobe.analysis') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.stdout.strip() == "[]"

@@ -66,7 +66,7 @@ from gradprobe.probe.hooks import Collector
 from gradprobe.probe.layers import ACTIVATION_TYPES, LayerInfo, LayerSelector, select_layers, unwrap
 from gradprobe.probe.norms import accumulator_dtype
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
-from gradprobe.probe.stream import ParquetStream, read_streamed
+from gradprobe.probe.stream import StreamFiles
 from gradprobe.probe.wiring import Schedule
 
 if TYPE_CHECKING:
@@ -151,8 +151,7 @@ class GradientProbe:
         self._weights_before_step: list[Tensor | None] | None = None
         self._device_cache: dict[tuple[Any, ...], Tensor] = {}
         self._warned: set[str] = set()
-        self._stream: ParquetStream | None = None
-        self._streamed: list[Path] = []  # finished stream files: the history's older rows
+        self._files = StreamFiles()  # the history's rows streamed to disk
         if stream_to is not None:
             self.stream_to(stream_to)
 
@@ -326,11 +325,8 @@ class GradientProbe:
         streaming, the rows already on disk are read back first.
         """
         frame = self._tidy(*self._history.host_arrays())
-        if self._stream is None and not self._streamed:
-            return frame
-        on_disk = [read_streamed(path) for path in self._streamed]
-        on_disk += [self._stream.read()] if self._stream is not None else []
-        return pd.concat([*on_disk, frame], ignore_index=True)
+        on_disk = self._files.read()
+        return pd.concat([*on_disk, frame], ignore_index=True) if on_disk else frame
 
     def summary(self, metric: str = "weight_grad_norm", *, name: str = "probe") -> RunAnalysis:
         """The report's numbers for this history (`gradprobe.analysis.summarize_frame`): the
@@ -344,23 +340,18 @@ class GradientProbe:
         `rows_per_flush` rows) writes rows to disk and drops them from memory. The file is
         complete after `finish_stream()` or `detach()`; until then, and after a crash, the rows
         are in `<path>.parts/` (see `gradprobe.probe.stream`)."""
-        if Path(path) in self._streamed or (self._stream and self._stream.path == Path(path)):
-            raise InputError(f"this probe already streamed to {path}; pick a new file")
         self.finish_stream()
         self._history.flush(hold_from=len(self._history))  # rows so far stay in memory
-        stream = self._stream = ParquetStream(path)
+        stream = self._files.start(path)
         self._history.stream(lambda *rows: stream.write(self._tidy(*rows)), rows_per_flush)
 
     def finish_stream(self) -> Path | None:
         """Complete the stream's file with the rest of the history; its path (None when not
         streaming). Rows recorded later stay in memory."""
-        if self._stream is None:
-            return None
-        self._history.flush()
-        self._history.stream(None)
-        stream, self._stream = self._stream, None
-        self._streamed.append(stream.finish())
-        return stream.path
+        if self._files.current is not None:
+            self._history.flush()
+            self._history.stream(None)
+        return self._files.finish()
 
     def _tidy(self, steps: list[int], epochs: list[int], values: Tensor,
               defined: Tensor) -> pd.DataFrame:
@@ -368,7 +359,8 @@ class GradientProbe:
         return tidy_frame(table, self._collector.depths, steps, epochs, values, defined)
 
     def state_dict(self) -> dict[str, Any]:
-        """The history and layer depths, loadable with `torch.load(weights_only=True)`."""
+        """The history held in memory (not rows streamed to disk) and layer depths, loadable
+        with `torch.load(weights_only=True)`."""
         self._check_not_streaming("state_dict")
         return {
             "format": STATE_FORMAT,
@@ -438,10 +430,10 @@ class GradientProbe:
                                step, self._expected_step(), self._warn)
 
     def _check_not_streaming(self, what: str) -> None:
-        if self._stream is not None:  # the history lives partly on disk
+        if self._files.current is not None:  # the history lives partly on disk
             raise InputError(
-                f"{what}() of a probe streaming to {self._stream.path} is not supported: call "
-                "probe.finish_stream() first and keep its file beside the checkpoint"
+                f"{what}() of a probe streaming to {self._files.current.path} is not supported: "
+                "call probe.finish_stream() first and keep its file beside the checkpoint"
             )
 
     def _warn(self, key: str, message: str) -> None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gradprobe.errors import InputError
 from gradprobe.record import GRADIENT_COLUMNS, GradCol
@@ -38,6 +38,13 @@ def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + PARTS_SUFFIX)
 
 
+def _pq() -> ModuleType:
+    """pyarrow.parquet, imported on first use: `import gradprobe.probe` stays light."""
+    import pyarrow.parquet
+
+    return pyarrow.parquet
+
+
 def _table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame.loc[:, list(GRADIENT_COLUMNS)], schema=SCHEMA,
                                 preserve_index=False)
@@ -53,10 +60,10 @@ def read_streamed(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     folder = parts_dir(path)
     if folder.is_dir():
-        tables = [pq.read_table(part, schema=SCHEMA) for part in _parts(folder)]
+        tables = [_pq().read_table(part, schema=SCHEMA) for part in _parts(folder)]
         return (pa.concat_tables(tables) if tables else SCHEMA.empty_table()).to_pandas()
     if path.is_file():
-        return pq.read_table(path, schema=SCHEMA).to_pandas()
+        return _pq().read_table(path, schema=SCHEMA).to_pandas()
     raise InputError(f"No streamed history at {str(path)!r} (nor {folder.name}/ beside it). "
                      "Pass the path given to `GradientProbe(stream_to=...)`.")
 
@@ -83,7 +90,7 @@ class ParquetStream:
             raise RuntimeError(f"the stream to {self.path} is finished; start a new one")
         self._count += 1
         with atomic_path(self.parts / f"part-{self._count:06d}.parquet") as tmp:
-            pq.write_table(_table(frame), tmp)
+            _pq().write_table(_table(frame), tmp)
 
     def read(self) -> pd.DataFrame:
         """Everything written so far, in step order."""
@@ -94,9 +101,38 @@ class ParquetStream:
         rename it into place and remove the parts folder. Idempotent."""
         if self.finished:
             return self.path
-        with atomic_path(self.path) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+        with atomic_path(self.path) as tmp, _pq().ParquetWriter(tmp, SCHEMA) as writer:
             for part in _parts(self.parts):
-                writer.write_table(pq.read_table(part, schema=SCHEMA))
+                writer.write_table(_pq().read_table(part, schema=SCHEMA))
         shutil.rmtree(self.parts)
         self.finished = True
         return self.path
+
+
+class StreamFiles:
+    """A probe's history on disk: the stream being written, if any, and the files finished
+    before it (oldest first)."""
+
+    def __init__(self) -> None:
+        self.current: ParquetStream | None = None
+        self.finished: list[Path] = []
+
+    def start(self, path: str | Path) -> ParquetStream:
+        path = Path(path)
+        if path in self.finished or (self.current is not None and self.current.path == path):
+            raise InputError(f"this probe already streamed to {path}; pick a new file")
+        self.current = ParquetStream(path)
+        return self.current
+
+    def finish(self) -> Path | None:
+        """Finish the current stream; its path (None when there is none)."""
+        if self.current is None:
+            return None
+        stream, self.current = self.current, None
+        self.finished.append(stream.finish())
+        return stream.path
+
+    def read(self) -> list[pd.DataFrame]:
+        """Every row on disk, oldest first, as tidy frames."""
+        frames = [read_streamed(path) for path in self.finished]
+        return frames + ([self.current.read()] if self.current is not None else [])
