@@ -69,6 +69,19 @@ def test_hugging_face_example(tmp_path):
     assert (tmp_path / "runs" / "hf" / "gradients.parquet").is_file()
 
 
+def test_analysis_from_a_probe_example(tmp_path):
+    printed = run_python_blocks("Analysis straight from a probe", tmp_path)
+    assert "first-to-last ratio at epoch 1:" in printed
+    assert (tmp_path / "heatmap.png").stat().st_size > 0
+    assert (tmp_path / "profile.png").stat().st_size > 0
+
+
+def test_streaming_example(tmp_path):
+    printed = run_python_blocks("Long runs: stream the history to disk", tmp_path)
+    assert printed.strip() == "2500 steps on disk"
+    assert not (tmp_path / "history.parquet.parts").exists()
+
+
 def test_notebook_example():
     # The command names the notebook tests/test_notebook.py executes (once, there: ~25 s).
     blocks = [code for language, code in blocks_under("In a notebook") if language == "bash"]

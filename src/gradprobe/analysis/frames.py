@@ -26,7 +26,7 @@ __all__ = ["plot_depth_profile", "summarize_frame"]
 
 def plot_depth_profile(
     runs: RunOrFrame | Mapping[str, RunOrFrame], metric: str = DEFAULT_METRIC,
-    path: Path | None = None, *, title: str | None = None, name: str = "probe",
+    path: str | Path | None = None, *, title: str | None = None, name: str = "probe",
 ) -> Path | Figure:
     """Each run's epoch-mean `metric` against depth at its first (dashed) and last (solid)
     epoch: one frame (titled `name`) or a mapping of names to frames or runs, compared on one
@@ -37,4 +37,4 @@ def plot_depth_profile(
         raise InputError("No runs to draw: pass a probe frame or a {name: frame} mapping.")
     loaded = {str(key): as_run(value, str(key)) for key, value in runs.items()}
     title = title or f"{', '.join(loaded)}: gradient norm against depth"
-    return plot_depth_profiles(loaded, [metric], path, title)
+    return plot_depth_profiles(loaded, [metric], None if path is None else Path(path), title)

@@ -43,20 +43,22 @@ from gradprobe.metrics import metric_info
 from gradprobe.record import GradCol
 
 RunOrFrame = RunData | pd.DataFrame  # a run directory's records or a probe's tidy frame
+FigurePath = str | Path  # where to write the PNG
 DEFAULT_METRIC = "weight_grad_norm"
 
 
-def _finish(fig: Figure, path: Path | None) -> Path | Figure:
-    return fig if path is None else save_figure(fig, path)
+def _finish(fig: Figure, path: FigurePath | None) -> Path | Figure:
+    return fig if path is None else save_figure(fig, Path(path))
 
 
 @overload
-def plot_layer_norms(run: RunOrFrame, metric: str, path: Path, *, name: str = ...) -> Path: ...
+def plot_layer_norms(run: RunOrFrame, metric: str, path: FigurePath, *,
+                     name: str = ...) -> Path: ...
 @overload
 def plot_layer_norms(run: RunOrFrame, metric: str = ..., path: None = None, *,
                      name: str = ...) -> Figure: ...
-def plot_layer_norms(run: RunOrFrame, metric: str = DEFAULT_METRIC, path: Path | None = None, *,
-                     name: str = "probe") -> Path | Figure:
+def plot_layer_norms(run: RunOrFrame, metric: str = DEFAULT_METRIC,
+                     path: FigurePath | None = None, *, name: str = "probe") -> Path | Figure:
     """Every layer's `metric` against step, coloured by depth, with per-epoch means in bold.
     `name` titles an in-memory frame."""
     run = as_run(run, name)
@@ -116,13 +118,13 @@ def default_subset(run: RunOrFrame, metric: str = DEFAULT_METRIC) -> list[str]:
 
 
 @overload
-def plot_layer_subset(run: RunOrFrame, metric: str, layers: Sequence[str] | None, path: Path, *,
-                      name: str = ...) -> Path: ...
+def plot_layer_subset(run: RunOrFrame, metric: str, layers: Sequence[str] | None,
+                      path: FigurePath, *, name: str = ...) -> Path: ...
 @overload
 def plot_layer_subset(run: RunOrFrame, metric: str = ..., layers: Sequence[str] | None = ...,
                       path: None = None, *, name: str = ...) -> Figure: ...
 def plot_layer_subset(run: RunOrFrame, metric: str = DEFAULT_METRIC,
-                      layers: Sequence[str] | None = None, path: Path | None = None, *,
+                      layers: Sequence[str] | None = None, path: FigurePath | None = None, *,
                       name: str = "probe") -> Path | Figure:
     """Chosen layers' `metric` against step: per step thin, per-epoch mean bold. `layers`
     defaults to `default_subset` (first, middle and last)."""
@@ -160,12 +162,12 @@ def plot_layer_subset(run: RunOrFrame, metric: str = DEFAULT_METRIC,
 
 
 @overload
-def plot_heatmap(run: RunOrFrame, metric: str, path: Path, *, name: str = ...) -> Path: ...
+def plot_heatmap(run: RunOrFrame, metric: str, path: FigurePath, *, name: str = ...) -> Path: ...
 @overload
 def plot_heatmap(run: RunOrFrame, metric: str = ..., path: None = None, *,
                  name: str = ...) -> Figure: ...
-def plot_heatmap(run: RunOrFrame, metric: str = DEFAULT_METRIC, path: Path | None = None, *,
-                 name: str = "probe") -> Path | Figure:
+def plot_heatmap(run: RunOrFrame, metric: str = DEFAULT_METRIC, path: FigurePath | None = None,
+                 *, name: str = "probe") -> Path | Figure:
     """Layer x epoch image of log10 of each layer's epoch-mean `metric`."""
     run = as_run(run, name)
     means = run_epoch_means(run, metric)
