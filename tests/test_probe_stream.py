@@ -25,8 +25,10 @@ def make_model() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
-def train(probe: GradientProbe, model: nn.Module, steps: int, flush_every: int = 0) -> None:
-    """`steps` SGD steps on fixed random data, two epochs, recording every step."""
+def train(probe: GradientProbe, model: nn.Module, steps: int, flush_every: int = 0,
+          flush_before_step: bool = False) -> None:
+    """`steps` SGD steps on fixed random data, two epochs, recording every step; flush every
+    `flush_every` steps, after the optimiser step or between record() and it."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     probe.watch_optimizer(optimizer)
     data = torch.randn(steps, 4, 6, generator=torch.Generator().manual_seed(1))
@@ -35,8 +37,10 @@ def train(probe: GradientProbe, model: nn.Module, steps: int, flush_every: int =
             optimizer.zero_grad()
             model(data[step]).pow(2).mean().backward()
             probe.record(step, epoch=1 + 2 * step // steps)
+            if flush_before_step and flush_every and step % flush_every == 0:
+                probe.flush()  # the row still waits for update_ratio: it must stay in memory
             optimizer.step()
-            if flush_every and step % flush_every == 0:
+            if not flush_before_step and flush_every and step % flush_every == 0:
                 probe.flush()
 
 
@@ -53,13 +57,15 @@ def assert_same_table(streamed: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   expected.reset_index(drop=True), check_exact=True)
 
 
-@pytest.mark.parametrize("rows_per_flush", [1, 7, 1000])
-def test_streamed_file_equals_in_memory_frame(tmp_path: Path, rows_per_flush: int):
+@pytest.mark.parametrize(("rows_per_flush", "flush_before_step"),
+                         [(1, False), (7, False), (1000, False), (1000, True)])
+def test_streamed_file_equals_in_memory_frame(tmp_path: Path, rows_per_flush: int,
+                                              flush_before_step: bool):
     path = tmp_path / "history.parquet"
     model = make_model()
     probe = GradientProbe(model, metrics=METRICS)
     probe.stream_to(path, rows_per_flush=rows_per_flush)
-    train(probe, model, steps=23, flush_every=5)  # user flushes too, between other flushes
+    train(probe, model, steps=23, flush_every=5, flush_before_step=flush_before_step)
     expected = reference_frame(23)
     assert path.is_file() and not (tmp_path / f"history.parquet{PARTS_SUFFIX}").exists()
     assert_same_table(pd.read_parquet(path), expected)
@@ -109,12 +115,28 @@ def test_streaming_refuses_what_it_cannot_do(tmp_path: Path):
     probe = GradientProbe(model, stream_to=tmp_path / "h.parquet")
     with pytest.raises(InputError, match=r"finish_stream\(\) first"):
         probe.state_dict()
-    with pytest.raises(ValueError, match="rows_per_flush must be at least 1"):
+    with pytest.raises(InputError, match="rows_per_flush must be at least 1"):
         probe.stream_to(tmp_path / "other.parquet", rows_per_flush=0)
     with pytest.raises(InputError, match="already streamed to"):
         probe.stream_to(tmp_path / "h.parquet")
     with pytest.raises(InputError, match="No streamed history"):
         read_streamed(tmp_path / "absent.parquet")
+
+
+def test_truncate_keeps_what_is_on_disk(tmp_path: Path):
+    model = make_model()
+    probe = GradientProbe(model, stream_to=tmp_path / "h.parquet")
+    with probe:
+        for step in range(6):
+            model(torch.ones(2, 6)).sum().backward()
+            probe.record(step)
+            if step == 3:
+                probe.flush()  # steps 0-3 go to disk
+            if step == 4:
+                with pytest.raises(ValueError, match="already streamed to disk"):
+                    probe.truncate_after(2)
+                probe.truncate_after(3)  # rows in memory can still be dropped
+    assert sorted(pd.read_parquet(tmp_path / "h.parquet")["step"].unique()) == [0, 1, 2, 3, 5]
 
 
 def test_importing_the_probe_loads_neither_plots_nor_parquet_nor_analysis():
@@ -124,3 +146,16 @@ def test_importing_the_probe_loads_neither_plots_nor_parquet_nor_analysis():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert done.stdout.strip() == "[]"
+
+
+def test_rows_recorded_before_streaming_starts_go_to_the_file(tmp_path: Path):
+    model = make_model()
+    probe = GradientProbe(model)
+    with probe:
+        for step in range(5):
+            if step == 3:
+                probe.stream_to(tmp_path / "h.parquet")
+            model(torch.ones(2, 6)).sum().backward()
+            probe.record(step)
+    assert sorted(pd.read_parquet(tmp_path / "h.parquet")["step"].unique()) == list(range(5))
+    assert probe.to_frame()["step"].nunique() == 5  # the file is read back, nothing twice

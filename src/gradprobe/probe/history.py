@@ -53,9 +53,7 @@ class History:
 
     def stream(self, sink: RowSink | None, rows_per_flush: int = 1000) -> None:
         """Hand rows to `sink` at every flush (None: keep them in memory again)."""
-        if rows_per_flush < 1:
-            raise ValueError(f"rows_per_flush must be at least 1, got {rows_per_flush}")
-        self._sink, self._rows_per_flush = sink, rows_per_flush
+        self._sink, self._rows_per_flush = sink, max(1, rows_per_flush)
 
     @property
     def last_step(self) -> int | None:
@@ -117,7 +115,7 @@ class History:
                 f"rows up to step {self._last_sunk_step} were already streamed to disk; "
                 f"cannot drop those after step {step}"
             )
-        self.flush(hold_from=len(self))  # to the host, nothing handed over
+        self.flush(hold_from=self.first_row)  # to the host, nothing handed over
         keep = [index for index, row_step in enumerate(self._steps) if row_step <= step]
         self._steps = [self._steps[index] for index in keep]
         self._epochs = [self._epochs[index] for index in keep]
@@ -127,7 +125,7 @@ class History:
     def host_arrays(self) -> tuple[list[int], list[int], Tensor, Tensor]:
         """(steps, epochs, values, defined) of every held row, moved to the host (not handed
         to the sink)."""
-        self.flush(hold_from=len(self))
+        self.flush(hold_from=self.first_row)
         return self._steps, self._epochs, self._host_values, self._host_defined
 
     def state_dict(self) -> dict[str, Any]:

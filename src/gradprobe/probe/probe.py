@@ -336,12 +336,13 @@ class GradientProbe:
         return summarize_frame(self.to_frame(), metric, name=name)
 
     def stream_to(self, path: str | Path, rows_per_flush: int = 1000) -> None:
-        """Stream the history to the Parquet file `path` from now on: every flush (and every
-        `rows_per_flush` rows) writes rows to disk and drops them from memory. The file is
+        """Stream the history to the Parquet file `path`: every flush (and every
+        `rows_per_flush` rows) writes the rows held in memory to disk and drops them. The file is
         complete after `finish_stream()` or `detach()`; until then, and after a crash, the rows
         are in `<path>.parts/` (see `gradprobe.probe.stream`)."""
+        if rows_per_flush < 1:
+            raise InputError(f"rows_per_flush must be at least 1, got {rows_per_flush}")
         self.finish_stream()
-        self._history.flush(hold_from=len(self._history))  # rows so far stay in memory
         stream = self._files.start(path)
         self._history.stream(lambda *rows: stream.write(self._tidy(*rows)), rows_per_flush)
 
