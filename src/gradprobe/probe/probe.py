@@ -362,7 +362,7 @@ class GradientProbe:
     def state_dict(self) -> dict[str, Any]:
         """The history held in memory (not rows streamed to disk) and layer depths, loadable
         with `torch.load(weights_only=True)`."""
-        self._check_not_streaming("state_dict")
+        self._files.refuse_while_streaming("state_dict")
         return {
             "format": STATE_FORMAT,
             "layers": list(self._names),
@@ -374,7 +374,7 @@ class GradientProbe:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a resumed run's history; recording continues after its last step."""
-        self._check_not_streaming("load_state_dict")
+        self._files.refuse_while_streaming("load_state_dict")
         if state.get("format") != STATE_FORMAT:
             raise InputError(
                 f"probe state has format {state.get('format')!r}, this gradprobe reads "
@@ -429,13 +429,6 @@ class GradientProbe:
         )
         wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
                                step, self._expected_step(), self._warn)
-
-    def _check_not_streaming(self, what: str) -> None:
-        if self._files.current is not None:  # the history lives partly on disk
-            raise InputError(
-                f"{what}() of a probe streaming to {self._files.current.path} is not supported: "
-                "call probe.finish_stream() first and keep its file beside the checkpoint"
-            )
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -77,7 +77,7 @@ class ParquetStream:
         if self.parts.exists():
             raise InputError(
                 f"{self.parts} exists: the parts of an unfinished stream (a crashed run?). Read "
-                "it with gradprobe.probe.read_streamed or pandas.read_parquet, then move or "
+                "it with gradprobe.probe.stream.read_streamed or pandas.read_parquet, then move or "
                 "delete it, or stream to another path."
             )
         self.parts.mkdir(parents=True)
@@ -123,6 +123,14 @@ class StreamFiles:
             raise InputError(f"this probe already streamed to {path}; pick a new file")
         self.current = ParquetStream(path)
         return self.current
+
+    def refuse_while_streaming(self, what: str) -> None:
+        """A checkpoint of the history would miss the rows on disk: refuse while streaming."""
+        if self.current is not None:
+            raise InputError(
+                f"{what}() of a probe streaming to {self.current.path} is not supported: call "
+                "probe.finish_stream() first and keep its file beside the checkpoint"
+            )
 
     def finish(self) -> Path | None:
         """Finish the current stream; its path (None when there is none)."""
