@@ -79,6 +79,7 @@ def test_frame_without_the_tidy_columns_is_refused():
         summarize_frame(pd.DataFrame({"step": [0], "epoch": [1], "layer": ["a"]}))
 
 
+@pytest.mark.slow
 def test_report_on_a_single_train_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     run_dir = tmp_path / "run"
     argv = ["train", "--model", "plain", "--depth", "8", "--width", "0.25", "--dataset",

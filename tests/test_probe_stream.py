@@ -139,6 +139,7 @@ def test_truncate_keeps_what_is_on_disk(tmp_path: Path):
     assert sorted(pd.read_parquet(tmp_path / "h.parquet")["step"].unique()) == [0, 1, 2, 3, 5]
 
 
+@pytest.mark.slow
 def test_importing_the_probe_loads_neither_plots_nor_parquet_nor_analysis():
     # probe.summary() and streaming import what they need when called
     code = ("import sys, gradprobe.probe; print(sorted(m for m in ('matplotlib', "

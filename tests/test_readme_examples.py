@@ -69,6 +69,7 @@ def test_hugging_face_example(tmp_path):
     assert (tmp_path / "runs" / "hf" / "gradients.parquet").is_file()
 
 
+@pytest.mark.slow
 def test_analysis_from_a_probe_example(tmp_path):
     printed = run_python_blocks("Analysis straight from a probe", tmp_path)
     assert "first-to-last ratio at epoch 1:" in printed
@@ -76,6 +77,7 @@ def test_analysis_from_a_probe_example(tmp_path):
     assert (tmp_path / "profile.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_streaming_example(tmp_path):
     printed = run_python_blocks("Long runs: stream the history to disk", tmp_path)
     assert printed.strip() == "2500 steps on disk"
