@@ -86,13 +86,16 @@ def test_train_flags_default_to_the_config_models() -> None:
 def test_every_config_field_has_a_train_flag_that_sets_it() -> None:
     argv = ["train", "--model", "plain", "--out", "r", "--depth", "8", "--width", "0.5",
             "--norm", "batch", "--activation", "tanh", "--init", "xavier", "--stem", "imagenet",
+            "--residual", "true",
             "--dataset", "fashion-mnist", "--image-size", "28", "--split", "0.8", "0.1", "0.1",
             "--data-seed", "3", "--images-per-class", "10", "--num-classes", "4",
-            "--max-train-images", "50", "--data-root", "/d", "--download", "--augment",
+            "--max-train-images", "50", "--max-images", "60", "--data-root", "/d", "--download",
+            "--augment",
             "--epochs", "2", "--batch-size", "8", "--lr", "0.1", "--momentum", "0.9",
             "--weight-decay", "0.001", "--optimizer", "adam", "--scheduler", "cosine",
             "--step-size", "2", "--gamma", "0.1", "--seed", "5", "--device", "cpu",
             "--threads", "2", "--amp", "--tensorboard", "--max-steps-per-epoch", "3",
+            "--warmup-epochs", "1.5",
             "--checkpoint-every", "4", "--metrics", "update_ratio", "dead_fraction",
             "--every", "2"]
     config = run_config(build_parser().parse_args(argv))

@@ -814,3 +814,32 @@ def test_load_dataset_from_config_matches_keywords() -> None:
                           max_train_images=12)
     assert from_config.fingerprint == direct.fingerprint
     assert len(from_config.train) == 12
+
+
+@pytest.mark.usefixtures("no_system_data")
+def test_max_images_caps_every_official_part(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write_fake_fashion(root, gz=True, per_class=20)  # 200 train, 10 test
+    splits = load_dataset("fashion-mnist", image_size=8, data_root=str(root),
+                          cache_dir=tmp_path / "cache", seed=0, max_images=100)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (70, 15, 10)  # test: all
+    assert torch.bincount(splits.val.labels, minlength=10).min() >= 1  # proportions kept
+    again = load_dataset("fashion-mnist", image_size=8, data_root=str(root),
+                         cache_dir=tmp_path / "cache", seed=0, max_images=100)
+    assert torch.equal(splits.train.images, again.train.images)
+    with pytest.raises(InputError, match=r"max_images=40 leaves a split .* at least 67"):
+        load_dataset("fashion-mnist", image_size=8, data_root=str(root),
+                     cache_dir=tmp_path / "cache", seed=0, max_images=40)
+
+
+def test_max_images_caps_a_pool_before_the_split() -> None:
+    full = load_dataset("synthetic", image_size=8, images_per_class=40, num_classes=3)
+    capped = load_dataset("synthetic", image_size=8, images_per_class=40, num_classes=3,
+                          max_images=30)
+    assert len(capped.train) + len(capped.val) + len(capped.test) == 30
+    for part in (capped.train, capped.val, capped.test):
+        assert torch.bincount(part.labels, minlength=3).tolist() == [len(part) // 3] * 3
+    assert len(full.train) == 84
+    with pytest.raises(InputError, match="max_images=2 is smaller than the number of classes"):
+        load_dataset("synthetic", image_size=8, images_per_class=40, num_classes=3,
+                     max_images=2)

@@ -18,9 +18,11 @@ import yaml
 from gradprobe.cli import main
 from gradprobe.errors import InputError
 from gradprobe.progress import NullProgress
+from gradprobe.record import RunState
 from gradprobe.study import executors as study_executors
 from gradprobe.study import load_spec, plan_study, run_study
 from gradprobe.study import runner as study_runner
+from gradprobe.train import loop as train_loop
 from gradprobe.train.rundir import RunDirectory
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -205,7 +207,8 @@ def test_rerun_skips_finished_runs_and_locked_runs_are_left_alone(
         lock.release()
     outcomes = {outcome.name: outcome for outcome in result.outcomes}
     assert outcomes["plain_stack"].skipped
-    assert outcomes["residual_stack"].state == "busy"
+    assert outcomes["residual_stack"].state is RunState.RUNNING  # busy: another process's
+    assert "being trained by another process" in outcomes["residual_stack"].message
     assert (out / "runs" / "plain_stack" / "metrics.csv").stat().st_mtime_ns == first
 
 
@@ -301,14 +304,35 @@ def test_sigkilled_study_resumes_without_retraining(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+def test_a_failed_run_is_recorded_and_the_study_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = two_run_spec()
+    spec["runs"][0]["name"] = "broken"
+    spec["comparison"]["runs"] = ["broken", "residual_stack"]
+    write_config = train_loop._Trainer._write_config
+
+    def crash_one(trainer: train_loop._Trainer) -> None:  # a crash while training, not input
+        if trainer.name == "broken":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        write_config(trainer)
+
+    monkeypatch.setattr(train_loop._Trainer, "_write_config", crash_one)
+    result = run_study(spec, tmp_path / "study", preset="smoke")
+    assert [outcome.state for outcome in result.outcomes] == [RunState.FAILED,
+                                                              RunState.COMPLETED]
+    assert [outcome.name for outcome in result.unfinished] == ["broken"]
+    status = json.loads((tmp_path / "study" / "runs" / "broken" / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert "CUDA out of memory (simulated)" in status["message"]
+    assert "Traceback" in status["traceback"]
+    assert "broken" in (tmp_path / "study" / "report.md").read_text()
+
+
+def test_bad_run_options_are_refused_before_any_run_starts(tmp_path: Path) -> None:
     spec = two_run_spec()
     spec["runs"][0] = {"name": "broken", "model": "vgg16", "options": {"depth": 20}}
     spec["comparison"]["runs"] = ["broken", "residual_stack"]
-    result = run_study(spec, tmp_path / "study", preset="smoke")
-    assert [outcome.state for outcome in result.outcomes] == ["failed", "completed"]
-    status = json.loads((tmp_path / "study" / "runs" / "broken" / "status.json").read_text())
-    assert status["state"] == "failed"
-    assert "has no depth option" in status["message"]
-    assert "Traceback" in status["traceback"]
-    assert "broken" in (tmp_path / "study" / "report.md").read_text()
+    with pytest.raises(InputError, match=r"nothing was trained or written:\n  run 'broken': "
+                                         r"model 'vgg16' has no depth option"):
+        run_study(spec, tmp_path / "study", preset="smoke")
+    assert not (tmp_path / "study").exists()

@@ -1,6 +1,7 @@
 """The `gradprobe` command line: parse, call the library, print. No logic lives only here.
 
-Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else.
+Exit codes: 0 success (a diverged run is a result), 2 bad input, 1 anything else; `study`: 2 for
+bad input found before any run started, 1 when a run failed (README.md, "Exit codes").
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from gradprobe.config import (
 )
 from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
+from gradprobe.record import REPORT_HTML, RUNS_DIR, STATUS_FILE, STUDY_FILE, RunState
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
+from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -154,6 +157,8 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
     kind = info.annotation
     if get_origin(kind) in (Union, types.UnionType):  # X | None: None is the unset default
         kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if kind is bool and info.default is None:  # unset (the default's default), true or false
+        return {"type": _true_or_false}
     if kind is bool:
         if info.default is not False:
             raise TypeError("a boolean config field becomes a switch: its default must be False")
@@ -165,6 +170,12 @@ def _value_options(info: FieldInfo) -> dict[str, Any]:
         nargs: int | str = "+" if items[-1] is Ellipsis else len(items)
         return {"nargs": nargs, "type": items[0]}
     return {"type": kind}
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _help(config: type[BaseModel], name: str) -> str:
@@ -210,14 +221,19 @@ def _models(args: argparse.Namespace) -> int:
     model = ModelConfig(name=args.name or "", **config_values(args, "model"))
     zoo = ZooConfig(**config_values(args, "zoo"))
     if args.name:
+        from gradprobe.train.preflight import check_run_fits
+
+        # bounded before anything is built: a depth of 10^8 would take minutes and gigabytes
+        check_run_fits(args.name, model.builder_options(), num_classes=zoo.num_classes,
+                       in_channels=3, image_size=zoo.image_size, batch_size=1)
         built = build_model(args.name, num_classes=zoo.num_classes, **model.builder_options())
         print(model_summary(built, input_size=(1, 3, zoo.image_size, zoo.image_size)))
         return EXIT_OK
     print(f"{'model':<16}{'parameters':>14}  (num_classes={zoo.num_classes}, "
           f"width={model.width})")
-    # Depth and stem are options of some families only: the listing uses each family's own.
+    # Depth, stem and residual are options of some families only: each family uses its own.
     family_options = {k: v for k, v in model.builder_options().items()
-                      if k not in ("stem", "depth")}
+                      if k not in ("stem", "depth", "residual")}
     for name in list_models():
         built = build_model(name, num_classes=zoo.num_classes, **family_options)
         print(f"{name:<16}{count_parameters(built):>14,}")
@@ -241,22 +257,36 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError(f"unknown model {config.model.name!r}; known models: "
                          f"{', '.join(list_models())}.")
     result = train(config, args.out, force=args.force, progress=_progress(args.quiet))
-    if result.state == "diverged":
+    if result.state == RunState.DIVERGED:
         print(f"{args.out}: diverged at step {result.summary['diverged_step']} "
-              "(a result, not a crash: see status.json)")
+              f"(a result, not a crash: see {STATUS_FILE})")
     elif not args.quiet:
         print(f"{args.out}: {result.state}, test accuracy {result.summary['test_acc']:.3f}")
     return EXIT_OK
 
 
 def _study(args: argparse.Namespace) -> int:
+    """Exit 2: bad input found before any run started; 1: a run failed or could not run (each
+    named, with where its traceback is); 0: every run completed or diverged (a result)."""
     from gradprobe.study import run_study
 
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
                        progress=_progress(args.quiet), **config_values(args, "execution"))
     print(_format_rows(result.rows))
-    print(f"report: {result.report.get('html', result.study_dir / 'report.html')}")
-    return EXIT_OK
+    print(f"report: {result.report.get('html', result.study_dir / REPORT_HTML)}")
+    if not result.unfinished:
+        return EXIT_OK
+    for outcome in result.unfinished:
+        run_dir = result.study_dir / RUNS_DIR / outcome.name
+        where = (f"another process is training it; rerun when it is done ({run_dir})"
+                 if outcome.state == RunState.RUNNING
+                 else f"traceback in {run_dir / STATUS_FILE}")
+        print(f"gradprobe study: run {outcome.name!r} {outcome.state}: {outcome.message} "
+              f"[{where}]", file=sys.stderr)
+    print(f"gradprobe study: {len(result.unfinished)} of {len(result.outcomes)} runs did not "
+          "finish; fix the cause and run the same command again (finished runs are kept).",
+          file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _format_rows(rows: list[dict]) -> str:
@@ -279,13 +309,14 @@ def _fmt(value: object, spec: str) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from gradprobe.analysis import write_report
-    from gradprobe.record import CONFIG_FILE, RUNS_DIR, STUDY_FILE
+    from gradprobe.record import CONFIG_FILE
 
     if not any(((args.dir / STUDY_FILE).is_file(), (args.dir / RUNS_DIR).is_dir(),
                 (args.dir / CONFIG_FILE).is_file())):
         raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/) "
                          f"nor a run directory (no {CONFIG_FILE}); pass the --out of "
                          "`gradprobe study` or of `gradprobe train`.")
+    prepare_output_dir(args.dir, what="study or run directory")  # the report is written into it
     paths = write_report(args.dir, metric=args.metric)
     for kind, path in paths.items():
         if kind in ("html", "md"):
@@ -297,6 +328,7 @@ def _scan(args: argparse.Namespace) -> int:
     from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
     progress = _progress(args.quiet)
+    prepare_output_dir(args.out)
     if args.theory:
         options = {"models": args.architectures, "depths": args.depths,
                    "activations": args.activations, "inits": args.inits}

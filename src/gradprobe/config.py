@@ -52,6 +52,9 @@ class ModelConfig(_Frozen):
     init: Init = Field("kaiming", description="weight init (He/Kaiming normal, as in the "
                        "assignment)")
     stem: Stem | None = Field(None, description="resnet/plain stem (default: cifar)")
+    residual: bool | None = Field(None, description="identity skips, for the resnet/plain "
+                                  "families (default: the family's: true for resnet*, false "
+                                  "for plain*)")
 
     def builder_options(self) -> dict[str, Any]:
         """Keyword options for `build_model`, leaving family defaults where unset."""
@@ -62,7 +65,7 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Which images, how they are prepared and split."""
 
-    dataset: str = Field("synthetic", description="synthetic, fashion-mnist, cifar10, or a "
+    dataset: str = Field("synthetic", description="synthetic, digits, fashion-mnist, cifar10, or a "
                          "path to an ImageFolder tree")
     image_size: int = Field(64, ge=8, le=512, description="images are resized to "
                             "image_size x image_size pixels")
@@ -73,6 +76,8 @@ class DataConfig(_Frozen):
     images_per_class: int = Field(600, ge=4, description="synthetic only")
     num_classes: int = Field(3, ge=2, le=10, description="synthetic only")
     max_train_images: int | None = Field(None, ge=1, description="cap the train split")
+    max_images: int | None = Field(None, ge=3, description="cap the whole dataset, every split "
+                                   "(class proportions kept): CPU-sized Fashion-MNIST/CIFAR-10")
     data_root: str | None = Field(None, description="where torchvision sets live (else "
                                   "$GRADPROBE_DATA, then Debian's)")
     download: bool = Field(False, description="let torchvision download a missing set")
@@ -111,6 +116,8 @@ class TrainConfig(_Frozen):
                                             "(smoke tests)")
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps inside "
                                   "an epoch (0 = off)")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up over this "
+                                 "many epochs (0 = off, as in the assignment)")
 
 
 class ProbeConfig(_Frozen):

@@ -44,6 +44,7 @@ from gradprobe.analysis.text import (
     p,
     table,
 )
+from gradprobe.analysis.theory_text import theory_blocks
 from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
 from gradprobe.record import FIGURES_DIR, REPORT_HTML, REPORT_MD, GradCol, RunState
@@ -351,6 +352,7 @@ def write_report(
         "answer": answer,
         "why_vanish": [*WHY_VANISH,
                        *(p(s) for s in answers.chain_rule_sentences(study, summaries))],
+        "theory": theory_blocks(study),
         "why_residual": [*WHY_RESIDUAL,
                          *(p(s) for s in answers.residual_sentences(study, summaries))],
         "batch_norm": [*WHAT_BATCH_NORM_DOES,

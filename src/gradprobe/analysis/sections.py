@@ -53,7 +53,8 @@ def overview_blocks(study: StudyData) -> list[Block]:
                        + ", ".join(f"{count} {state}" for state, count in counts.items()) + "."))
     notes = list(study.problems)
     for name, run in study.runs.items():
-        if run.state is RunState.COMPLETED and run.problems:
+        if run.problems and (run.state is RunState.COMPLETED  # damage: whatever the state
+                             or any("is damaged" in problem for problem in run.problems)):
             notes.append(f"{name}: {'; '.join(run.problems)}")
     if notes:
         blocks.append(p("Notes on the records:"))

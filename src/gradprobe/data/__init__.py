@@ -1,6 +1,6 @@
 """Datasets -> seeded train/val/test splits of in-memory uint8 images, and batches from them.
 
-`load_dataset("synthetic" | "fashion-mnist" | "cifar10" | PATH, ...)` returns `Splits`;
+`load_dataset("synthetic" | "digits" | "fashion-mnist" | "cifar10" | PATH, ...)` returns `Splits`;
 `BatchLoader` turns one `TensorSplit` into normalised batches on a device.
 """
 

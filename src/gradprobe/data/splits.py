@@ -129,18 +129,19 @@ def stratified_partition(
 
 
 def stratified_subsample(
-    indices: np.ndarray, labels: torch.Tensor, limit: int, seed: int, classes: Sequence[str]
+    indices: np.ndarray, labels: torch.Tensor, limit: int, seed: int, classes: Sequence[str],
+    option: str = "max_train_images",
 ) -> np.ndarray:
-    """At most `limit` of `indices`, keeping class proportions (the `max_train_images` cap)."""
+    """At most `limit` of `indices`, keeping class proportions (the cap named by `option`)."""
     if limit >= len(indices):
         return indices
     label_array = labels.numpy()[indices]
     present = [c for c in range(len(classes)) if np.any(label_array == c)]
     if limit < len(present):
         raise InputError(
-            f"max_train_images={limit} is smaller than the number of classes ({len(present)}): "
-            "a stratified training set needs at least one image per class. Fix: raise "
-            "max_train_images or leave it unset."
+            f"{option}={limit} is smaller than the number of classes ({len(present)}): "
+            "a stratified split needs at least one image per class. Fix: raise "
+            f"{option} or leave it unset."
         )
     sizes = [int(np.sum(label_array == c)) for c in present]
     kept: list[np.ndarray] = []

@@ -9,6 +9,7 @@ file and what fixes it, never a traceback or a silently wrong number.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -38,21 +39,25 @@ from gradprobe.record.schema import (
 )
 from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
 
-_REBUILT = ("delete it and run the same `gradprobe train` or `gradprobe study` command again: "
-            "the run resumes from its checkpoint and rewrites it")
-_HISTORY = (f"delete it and {SUMMARY_FILE} beside it, then run the same `gradprobe train` or "
-            "`gradprobe study` command again: the run resumes from its checkpoint and rewrites "
-            "both")
+# What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
+_REBUILT = ("run the same `gradprobe train` or `gradprobe study` command again: it deletes the "
+            "damaged file, resumes the run from its checkpoint and rewrites it")
 FIXES = {  # what a user does about a damaged file
     STATUS_FILE: _REBUILT,
     SUMMARY_FILE: _REBUILT,
-    METRICS_FILE: _HISTORY,
-    GRADIENTS_FILE: _HISTORY,
+    METRICS_FILE: _REBUILT,
+    GRADIENTS_FILE: _REBUILT,
     CONFIG_FILE: ("it cannot be rebuilt: delete the whole run directory and train the run again "
                   "(or restore the file from a backup)"),
-    STUDY_FILE: ("delete it and run `gradprobe study` with the study's spec and --out again to "
-                 "rewrite it (the runs beside it are kept)"),
+    STUDY_FILE: ("run `gradprobe study` with the study's spec and --out again: it rewrites it "
+                 "(the runs beside it are kept)"),
 }
+
+
+# The files a run's checkpoint rebuilds (the trainer rewrites them on resume): damage to one of
+# them is repaired by resuming the run, not reported as a failure. config.json is the run's
+# identity and is never rebuilt.
+REBUILDABLE = (STATUS_FILE, SUMMARY_FILE, METRICS_FILE, GRADIENTS_FILE)
 
 
 class RunFileError(InputError):
@@ -62,6 +67,7 @@ class RunFileError(InputError):
         fix = FIXES.get(path.name, "delete it and run the command that wrote it again")
         super().__init__(f"{path} is damaged ({problem}); {fix}.")
         self.path = path
+        self.problem = problem
 
 
 # ---------------------------------------------------------------------------- the one reader
@@ -158,7 +164,10 @@ def _read_summary(path: Path) -> RunSummary:
 
 
 def _read_metrics(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):  # the writer ends every row: a cut one may still parse
+        raise RunFileError(path, "its last line is cut short (the file was truncated)")
+    frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
     missing = [column for column in METRIC_COLUMNS if column not in frame.columns]
     if missing:
         raise RunFileError(path, f"it lacks the columns {missing}")

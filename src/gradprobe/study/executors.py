@@ -20,6 +20,7 @@ from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import Splits, load_dataset_from_config
 from gradprobe.errors import InputError
 from gradprobe.progress import Progress, for_worker
+from gradprobe.record import RunState
 from gradprobe.train.rundir import RunBusyError
 
 
@@ -33,7 +34,8 @@ class RunTask:
 @dataclass(frozen=True)
 class RunOutcome:
     name: str
-    state: str  # completed | diverged | failed | busy
+    # completed | diverged (results) | failed | running (busy: another process trains it)
+    state: RunState
     message: str = ""
     skipped: bool = False  # finished before this study invocation: left alone
 
@@ -45,12 +47,12 @@ def run_one(task: RunTask, progress: Progress,
 
     try:
         result = train(task.config, task.run_dir, name=task.name, progress=progress,
-                       load_data=load_data)
+                       load_data=load_data, record_refusal=True)
     except RunBusyError as error:
-        return RunOutcome(task.name, "busy", str(error))
+        return RunOutcome(task.name, RunState.RUNNING, str(error))
     except Exception as error:  # recorded with its traceback in the run's status.json
         progress.message(f"{task.name}: failed: {type(error).__name__}: {error}")
-        return RunOutcome(task.name, "failed", f"{type(error).__name__}: {error}")
+        return RunOutcome(task.name, RunState.FAILED, f"{type(error).__name__}: {error}")
     return RunOutcome(task.name, result.state, skipped=result.skipped)
 
 
@@ -73,7 +75,7 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
             try:
                 outcome = future.result()
             except Exception as error:  # the worker process itself died
-                outcome = RunOutcome(task.name, "failed", f"worker died: {error}")
+                outcome = RunOutcome(task.name, RunState.FAILED, f"worker died: {error}")
             _report(progress, outcome)
             outcomes[task.name] = outcome
     return [outcomes[task.name] for task in tasks]
@@ -111,7 +113,7 @@ def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = 
             try:
                 outcome = ray.get(done[0])
             except Exception as error:  # the task's worker died (node lost, OOM kill, ...)
-                outcome = RunOutcome(task.name, "failed", f"Ray task failed: {error}")
+                outcome = RunOutcome(task.name, RunState.FAILED, f"Ray task failed: {error}")
             _report(progress, outcome)
             outcomes[task.name] = outcome
         return [outcomes[task.name] for task in tasks]

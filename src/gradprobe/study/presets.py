@@ -23,12 +23,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"width": 0.125},
     },
     "quick": {
-        # Sized so the 15-run built-in study fits in 8 minutes on a 2-core CPU (measured about
-        # 4.5): vgg_deep at width 0.125 takes ~0.2 s per step of 32 images (0.6 s at 0.25).
-        # Momentum 0.9 (the assignment's SGD has none) so ~100 steps show learning at all; the
-        # report's training-setup table states it.
-        "data": {"image_size": 32, "images_per_class": 300},
-        "train": {"epochs": 10, "batch_size": 32, "momentum": 0.9},
+        # Chosen by measurement (calibration runs, 3 seeds, 2026-12-01): on the embedded real
+        # `digits` set, vgg16 and resnet18 reach >= 90%, vgg_deep with batch norm >= 80%, and
+        # vgg_deep with PyTorch's default init stays at chance with vanishing gradients; on the
+        # synthetic shapes vgg_deep with batch norm cannot fit 630 images at all. A linear
+        # learning-rate warm-up over epoch 1 takes vgg16 off its plateau (seed 0: 46% -> 92%);
+        # momentum 0.9 because ~280 plain-SGD steps leave every model at chance. 7 epochs keep
+        # the 3-seed study within 8 minutes on 2 cores. The report's setup table states all of
+        # it. `max_images` keeps Fashion-MNIST / CIFAR-10 at a CPU size (digits has 1,797).
+        "data": {"dataset": "digits", "image_size": 32, "images_per_class": 300,
+                 "max_images": 3000},
+        "train": {"epochs": 7, "batch_size": 32, "lr": 0.01, "momentum": 0.9,
+                  "warmup_epochs": 1},
         "model": {"width": 0.125},
     },
     "full": {

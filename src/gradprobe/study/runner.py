@@ -24,6 +24,7 @@ from gradprobe.study.executors import (
 )
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
+from gradprobe.util.paths import child_path, prepare_output_dir
 
 
 @dataclass
@@ -32,6 +33,12 @@ class StudyResult:
     outcomes: list[RunOutcome]
     rows: list[dict[str, Any]] = field(default_factory=list)  # the end-of-study summary table
     report: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> list[RunOutcome]:
+        """Runs that neither completed nor diverged (failed, or busy in another process)."""
+        return [outcome for outcome in self.outcomes
+                if outcome.state not in record.FINISHED_STATES]
 
 
 def load_builtin(name: str) -> StudySpec:
@@ -83,15 +90,16 @@ def run_study(
     execution = _execution(execution, execution_options)
     study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
     study_dir = Path(out_dir).resolve()
-    if study_dir.exists() and not study_dir.is_dir():
-        raise InputError(f"--out {study_dir} is a file; choose a directory for the study.")
-    _check_same_study(study_dir, study)
+    runs_dir = study_dir / record.RUNS_DIR
+    tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"))
+             for run in study.runs]
+    # Everything that can be refused is refused before the first run starts or a file is written.
+    _check_same_study(study_dir, study, progress)
+    check_runs(tasks, here=execution.executor != "ray")
     for line in describe_plan(study, study_dir):
         progress.message(line)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(study_dir)
     record.write_study_file(study_dir, study.to_yaml_dict())
-    tasks = [RunTask(run.name, run.config, study_dir / record.RUNS_DIR / run.name)
-             for run in study.runs]
     if execution.executor == "ray":
         outcomes = execute_ray(tasks, progress, address=execution.ray_address)
     elif execution.jobs > 1:
@@ -118,14 +126,65 @@ def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> Ex
         raise InputError(describe_error(error, "", what="execution options")) from None
 
 
-def _check_same_study(study_dir: Path, study: ResolvedStudy) -> None:
-    """Refuse to mix two different studies in one directory (a run's own config is checked too)."""
-    old = record.read_run_file(study_dir / record.STUDY_FILE)
+def _check_same_study(study_dir: Path, study: ResolvedStudy, progress: Progress) -> None:
+    """Refuse to mix two different studies in one directory (each run's config is checked too,
+    by `check_runs`). A damaged study.yaml is rewritten from the spec: it holds nothing else."""
+    if study_dir.exists() and not study_dir.is_dir():
+        raise InputError(f"--out {study_dir} is a file; choose a directory for the study.")
+    try:
+        old = record.read_run_file(study_dir / record.STUDY_FILE)
+    except record.RunFileError as error:
+        progress.message(f"{record.STUDY_FILE} is damaged ({error.problem}); rewriting it from "
+                         "the spec")
+        return
     if old is None:
         return
     if old.get("name") not in (None, study.spec.name):
         raise InputError(f"{study_dir} holds the study {old.get('name')!r}, not "
                          f"{study.spec.name!r}; use another --out.")
+
+
+def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
+    """Refuse, before any run starts, every run that cannot train: an option its model rejects,
+    an image its model shrinks to nothing, a model too large for memory (each distinct model set-up
+    built once on the meta device), or a run directory holding another config (the spec changed)
+    or a damaged config.json. One InputError lists every such run. `here=False` (Ray) leaves
+    the device and memory checks to the machines the runs train on."""
+    from gradprobe.train.preflight import check_run_config
+    from gradprobe.train.rundir import config_differences
+
+    problems: list[str] = []
+    checked: dict[tuple[Any, ...], str | None] = {}
+    for task in tasks:
+        config = task.config
+        key = (config.model, config.data, config.train.batch_size, config.train.device,
+               config.train.amp)
+        if key not in checked:
+            try:
+                check_run_config(config, here=here)
+                checked[key] = None
+            except InputError as error:
+                checked[key] = str(error)
+        if checked[key] is not None:
+            problems.append(f"run {task.name!r}: {checked[key]}")
+            continue
+        try:
+            existing = record.read_run_file(task.run_dir / record.CONFIG_FILE)
+        except record.RunFileError as error:
+            problems.append(f"run {task.name!r}: {error}")
+            continue
+        if existing is None:
+            continue
+        changes = config_differences(existing.get("run", {}), config.model_dump(mode="json"))
+        if changes:
+            problems.append(f"run {task.name!r} in {task.run_dir} was trained with another "
+                            "config (the spec changed):\n    " + "\n    ".join(changes))
+    if problems:
+        changed = any("the spec changed" in problem for problem in problems)
+        fix = ("\nFix: restore the spec, use another --out, or delete the changed run "
+               "directories to train them again." if changed else "")
+        raise InputError("the study cannot start; nothing was trained or written:\n  "
+                         + "\n  ".join(problems) + fix)
 
 
 def summary_rows(study_dir: Path, study: ResolvedStudy,
@@ -136,8 +195,9 @@ def summary_rows(study_dir: Path, study: ResolvedStudy,
     by_name = {outcome.name: outcome for outcome in outcomes}
     rows = []
     for run in study.runs:
+        outcome = by_name.get(run.name)
         row: dict[str, Any] = {"run": run.name, "model": run.config.model.name,
-                               "state": by_name[run.name].state if run.name in by_name else "?"}
+                               "state": str(outcome.state) if outcome else "?"}
         run_dir = study_dir / record.RUNS_DIR / run.name
         if (run_dir / record.CONFIG_FILE).exists():
             summary = summarize_run(load_run(run_dir))

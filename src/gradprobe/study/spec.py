@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from gradprobe.errors import InputError
+from gradprobe.util.paths import safe_name
 
 # An axis may sweep any model option, any training option, the model name, or `residual`
 # (which swaps a residual model for its plain twin: He et al. 2016's plain vs residual nets).
@@ -151,9 +152,14 @@ def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
             raise InputError(f"study spec {path} does not exist; pass a YAML file or a built-in "
                              "study name (see `gradprobe study --help`).")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise InputError(f"{path} is not a UTF-8 text file ({error.reason} at byte "
+                             f"{error.start}); pass a YAML study spec.") from None
         except yaml.YAMLError as error:
-            raise InputError(f"{path} is not valid YAML: {error}") from error
+            raise InputError(f"{path} is not valid YAML: {error}") from None
+        except OSError as error:
+            raise InputError(f"{path} cannot be read ({error.strerror}).") from None
         origin = str(path)
         if not isinstance(raw, dict):
             raise InputError(f"{path} must hold a YAML mapping with at least `name` and `runs` "
@@ -205,6 +211,7 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     runs: list[ResolvedRun] = []
 
     def add(name: str, run: RunSpec, where: str) -> str:
+        safe_name(name, f"{where}: the run name")  # it becomes runs/<name>/: no escape
         if run.model not in known_models:
             raise InputError(f"{where}.model: unknown model {run.model!r}; known models: "
                              f"{', '.join(sorted(known_models))}.")
@@ -268,7 +275,7 @@ def _expand(experiment: ExperimentSpec, where: str) -> list[tuple[str, RunSpec]]
         if "residual" in values:
             model = _residual_twin(model, values["residual"], f"{where}.axes.residual")
         options = {**_written(experiment.base.options),
-                   **{k: v for k, v in values.items() if k in MODEL_AXES}}
+                   **{k: v for k, v in values.items() if k in MODEL_AXES and k != "residual"}}
         train = {**_written(experiment.base.train),
                  **{k: v for k, v in values.items() if k in TRAIN_AXES}}
         label = ",".join(f"{axis}={_label(value)}" for axis, value in values.items())

@@ -23,25 +23,29 @@ def predict_for_config(
     *,
     in_channels: int = 3,
     image_size: int = DEFAULT_IMAGE_SIZE,
+    num_classes: int = 10,
 ) -> Prediction | NoPrediction:
     """Predicted per-layer output-gradient gain at initialisation of zoo model `model_name`.
 
     `model_options` are `build_model` options (depth, width, norm, activation, init, residual,
     ...); unset ones take the family's defaults from the registry. Shortcut convs are left out;
     a transition across a pooling layer (VGG's maxpools, the global pool before the classifier)
-    gets no gain. Raises InputError for an unknown model or option, as `build_model` does.
+    gets no gain. `num_classes` sets the head's fan-out (it enters Xavier's variance). Raises
+    InputError for an unknown model or option, as `build_model` does.
     """
     layers, pooled_before, info = describe_chain(model_name, model_options, in_channels,
-                                                 image_size)
+                                                 image_size, num_classes)
     return predict_chain(layers, info["activation"], info["init"], residual=info["residual"],
                          pooled_before=frozenset(pooled_before))
 
 
 def describe_chain(
-    model_name: str, model_options: Mapping[str, Any], in_channels: int, image_size: int
+    model_name: str, model_options: Mapping[str, Any], in_channels: int, image_size: int,
+    num_classes: int = 10,
 ) -> tuple[list[Layer], set[int], dict[str, Any]]:
     """The main-path weight layers of a zoo model, the indices of those fed through a pooling
-    layer, and the model's `gradprobe_info`."""
+    layer, and the model's `gradprobe_info` plus "shapes" (layer name -> its input and output
+    shapes for a batch of 2)."""
     import torch
     from torch import nn
 
@@ -49,7 +53,8 @@ def describe_chain(
 
     options = {key: value for key, value in model_options.items() if value is not None}
     with torch.device("meta"):
-        model = build_model(model_name, in_channels=in_channels, **{**options, "init": "default"})
+        model = build_model(model_name, in_channels=in_channels, num_classes=num_classes,
+                            **{**options, "init": "default"})
     info = dict(model.gradprobe_info)
     info["init"] = options.get("init", _default_init(model_name))
     modules = dict(model.named_modules())
@@ -70,6 +75,7 @@ def describe_chain(
     finally:
         for handle in handles:
             handle.remove()
+    info["shapes"] = shapes  # layer name -> (input shape, output shape)
     norm_after = _norms_after(model, [point.name for point in points])
     layers, pooled_before = [], set()
     for index, point in enumerate(points):

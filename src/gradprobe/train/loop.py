@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -29,7 +30,6 @@ from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import NullProgress, Progress
 from gradprobe.record import (
-    FINISHED_STATES,
     TENSORBOARD_DIR,
     EpochRow,
     RunState,
@@ -46,10 +46,13 @@ from gradprobe.train.checkpoint import (
     set_rng_state,
 )
 from gradprobe.train.device import resolve_device
-from gradprobe.train.optim import build_optimizer, build_scheduler
-from gradprobe.train.rundir import RunDirectory, config_differences, versions
+from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
+from gradprobe.train.preflight import check_run_config
+from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.tensorboard import TensorBoardLogger
 from gradprobe.train.threads import torch_threads
+from gradprobe.util.atomic import remove_stale_temporaries
+from gradprobe.util.paths import first_missing_ancestor
 
 
 @dataclass
@@ -85,6 +88,7 @@ def train(
     progress: Progress | None = None,
     splits: Splits | None = None,
     load_data: Callable[[DataConfig], Splits] = load_dataset_from_config,
+    record_refusal: bool = False,
 ) -> RunResult:
     """Train one run into `out_dir`, resuming it when it was interrupted.
 
@@ -93,14 +97,21 @@ def train(
     result: the run stops, is marked `diverged` with its step, and this returns normally.
     `load_data` loads the splits unless `splits` are given (a study passes a cached loader, so
     runs on the same data share them). The run trains on `config.train.threads` CPU threads.
+    Bad input is refused with an InputError before anything is written; one found while setting
+    up (data that does not load) removes the run directory this call created, unless
+    `record_refusal` (a study keeps the run's failed status for its report).
     """
     progress = progress or NullProgress()
+    # Bad input is refused before anything is written: no run directory, lock or status.
+    check_run_config(config)
     run_dir = RunDirectory(out_dir)
     name = name or run_dir.path.name
+    created = first_missing_ancestor(run_dir.path)
     lock = run_dir.lock()
     try:
+        remove_stale_temporaries(run_dir.path)  # a killed writer's; safe under the lock
         resolved = config.model_dump(mode="json")
-        finished = _check_existing(run_dir, resolved, force)
+        finished = _check_existing(run_dir, resolved, force, name, progress)
         if finished is not None:
             progress.message(f"{name}: already {finished.state}, left as it is "
                              f"(use --force to train it again): {run_dir.path}")
@@ -109,28 +120,29 @@ def train(
             _clear(run_dir)
         with torch_threads(config.train.threads):
             return _Trainer(config, run_dir, name, progress, splits, load_data).run()
+    except InputError:
+        # Refused while setting up (data that cannot load, ...): a directory this call created
+        # holds nothing worth keeping, so it goes again, unless a study wants the failed status.
+        if created is not None and not record_refusal and \
+                not run_dir.file(CHECKPOINT).exists():
+            lock.release()
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
         lock.release()
 
 
-def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any],
-                    force: bool) -> RunResult | None:
-    existing = run_dir.read_config()
-    if existing is None or force:
+def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any], force: bool, name: str,
+                    progress: Progress) -> RunResult | None:
+    """The result of a run already finished in `run_dir` (None: train or resume it); damaged
+    records are repaired by resuming (see `RunDirectory.finished_run`)."""
+    if force:
         return None
-    differences = config_differences(existing.get("run", {}), resolved)
-    if differences:
-        listing = "\n  ".join(differences)
-        raise InputError(
-            f"{run_dir.path} holds a run with a different config:\n  {listing}\n"
-            "Use another --out, or --force to discard that run and train this config there."
-        )
-    status = run_dir.read_status()
-    if status is None or status.state not in FINISHED_STATES:
+    finished = run_dir.finished_run(resolved, name, progress)
+    if finished is None:
         return None
-    summary = run_dir.read_summary()
-    return None if summary is None else RunResult(run_dir.path, status.state, summary.as_dict(),
-                                                  skipped=True)
+    state, summary = finished
+    return RunResult(run_dir.path, state, summary.as_dict(), skipped=True)
 
 
 def _clear(run_dir: RunDirectory) -> None:
@@ -138,10 +150,16 @@ def _clear(run_dir: RunDirectory) -> None:
 
 
 class _Diverged(Exception):
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(f"loss became {loss} at step {step}")
+    """A non-finite loss: in a training step, or in the evaluation after the last step (weights
+    an update made non-finite, e.g. `--lr inf`), where `row_kept` says the epoch row exists."""
+
+    def __init__(self, step: int, loss: float, where: str = "loss",
+                 row_kept: bool = False) -> None:
+        super().__init__(f"{where} became {loss} at step {step}")
         self.step = step
         self.loss = loss
+        self.where = where
+        self.row_kept = row_kept
 
 
 class _Trainer:
@@ -163,9 +181,6 @@ class _Trainer:
         cfg = self.config
         _seed_everything(cfg.train.seed)
         self.device = resolve_device(cfg.train.device)
-        if cfg.train.amp and self.device.type != "cuda":
-            raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
-                             f"this run is on {self.device.type}. Drop --amp or use a GPU.")
         if self.splits is None:
             self.splits = self.load_data(cfg.data)
         splits = self.splits
@@ -309,11 +324,13 @@ class _Trainer:
                     loss.backward()
                 # The named point: after backward, before clipping and the optimiser step.
                 self.probe.record(pos.step, epoch_number, scaler=self.scaler)
-                if self.scaler is not None:
-                    self.scaler.step(optimizer)
-                    self.scaler.update()
-                else:
-                    optimizer.step()
+                with warmup_lr(optimizer, self.scheduler, pos.step, len(self.train_loader),
+                               cfg.warmup_epochs):
+                    if self.scaler is not None:
+                        self.scaler.step(optimizer)
+                        self.scaler.update()
+                    else:
+                        optimizer.step()
                 correct += (logits.argmax(dim=1) == labels).sum()
                 batch_size = labels.shape[0]
                 pos.loss_sum += loss_value * batch_size
@@ -351,6 +368,8 @@ class _Trainer:
             seconds=round(pos.seconds, 3),
         )
         pos.metrics_rows.append(row)
+        if not math.isfinite(val_loss):  # the last update broke the weights: not a result
+            raise _Diverged(pos.step, val_loss, "validation loss", row_kept=True)
         self.scheduler.step()
         self.probe.flush()
         if self.tensorboard is not None:
@@ -390,6 +409,8 @@ class _Trainer:
     def _finish(self) -> RunResult:
         pos = self.position
         test_loss, test_acc = self._evaluate(self.test_loader)
+        if not math.isfinite(test_loss):
+            raise _Diverged(pos.step, test_loss, "test loss", row_kept=True)
         summary = self._summary(RunState.COMPLETED, test_loss=test_loss, test_acc=test_acc)
         self.run_dir.write_summary(summary)
         self.run_dir.write_status(RunState.COMPLETED, epoch=pos.epoch, step=pos.step,
@@ -400,21 +421,23 @@ class _Trainer:
 
     def _diverge(self, diverged: _Diverged) -> RunResult:
         pos = self.position
-        # The partial epoch is kept: its train loss is the non-finite one that stopped the run.
-        pos.metrics_rows.append(EpochRow(
-            epoch=pos.epoch + 1, train_loss=diverged.loss,
-            train_acc=pos.correct / max(pos.seen, 1), val_loss=float("nan"),
-            val_acc=float("nan"), lr=self.optimizer.param_groups[0]["lr"],
-            seconds=round(pos.seconds, 3),
-        ))
+        if not diverged.row_kept:
+            # The partial epoch is kept: its train loss is the non-finite one that stopped it.
+            pos.metrics_rows.append(EpochRow(
+                epoch=pos.epoch + 1, train_loss=diverged.loss,
+                train_acc=pos.correct / max(pos.seen, 1), val_loss=float("nan"),
+                val_acc=float("nan"), lr=self.optimizer.param_groups[0]["lr"],
+                seconds=round(pos.seconds, 3),
+            ))
+        epoch = pos.metrics_rows[-1].epoch
         self.probe.flush()
         self._write_history()
-        message = f"diverged at step {diverged.step} (epoch {pos.epoch + 1}): loss became " \
+        message = f"diverged at step {diverged.step} (epoch {epoch}): {diverged.where} became " \
                   f"{diverged.loss}"
         summary = self._summary(RunState.DIVERGED, test_loss=None, test_acc=None,
                                 diverged_step=diverged.step)
         self.run_dir.write_summary(summary)
-        self.run_dir.write_status(RunState.DIVERGED, epoch=pos.epoch + 1, step=diverged.step,
+        self.run_dir.write_status(RunState.DIVERGED, epoch=epoch, step=diverged.step,
                                   message=message)
         self.progress.message(f"{self.name}: {message}")
         return RunResult(self.run_dir.path, RunState.DIVERGED, summary.as_dict())

@@ -1,6 +1,10 @@
-"""Optimisers and learning-rate schedules from a `TrainConfig`."""
+"""Optimisers, learning-rate schedules and the optional linear warm-up from a `TrainConfig`."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -28,3 +32,42 @@ def build_scheduler(
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def warmup_factor(step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
+    """The linear warm-up multiplier of the learning rate at optimiser step `step` (0-based).
+
+    Ramps (step + 1) / W over the first W = ceil(warmup_epochs * steps_per_epoch) steps, then 1
+    (Goyal et al. 2017). A pure function of the step, so a resumed run warms up identically.
+    """
+    total = math.ceil(warmup_epochs * steps_per_epoch)
+    if total <= 0 or step >= total:
+        return 1.0
+    return (step + 1) / total
+
+
+@contextmanager
+def warmup_lr(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    steps_per_epoch: int,
+    warmup_epochs: float,
+) -> Iterator[None]:
+    """Scale the scheduled learning rate by `warmup_factor` for the optimiser step inside.
+
+    The scheduled rate is restored afterwards, so the epoch scheduler (whose chainable form reads
+    the optimiser's current lr), the logged lr and the checkpoint never see a warmed value.
+    """
+    factor = warmup_factor(step, steps_per_epoch, warmup_epochs)
+    if factor == 1.0:
+        yield
+        return
+    scheduled = scheduler.get_last_lr()
+    for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+        group["lr"] = lr * factor
+    try:
+        yield
+    finally:
+        for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+            group["lr"] = lr

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from gradprobe.config import RunConfig
 from gradprobe.errors import InputError
 from gradprobe.models import build_model
 
@@ -28,6 +29,7 @@ BYTES_PER_ELEMENT = 4  # float32 parameters and activations
 # with weights (conv, linear, norm), which backward keeps (activations and their gradients come
 # on top).
 PARAMETER_COPIES = 2
+MIN_CLASSES = 2  # a dataset with fewer is refused when it loads
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,10 @@ def _layer_output_elements(model: nn.Module, images: torch.Tensor) -> int:
 
 def check_run_fits(model_name: str, model_options: dict[str, object], *, num_classes: int,
                    in_channels: int, image_size: int, batch_size: int,
-                   device: torch.device | str = "cpu") -> RunFootprint:
+                   device: torch.device | str | None = "cpu") -> RunFootprint:
     """Refuse, with an InputError naming the fix, a run whose model cannot take its images or
-    whose training step cannot fit in the memory free on `device`; else return its footprint.
+    whose training step cannot fit in the memory free on `device` (None: not checked, the run
+    trains on another machine); else return its footprint.
     """
     depth = model_options.get("depth")
     if isinstance(depth, int) and not isinstance(depth, bool) and depth > MAX_DEPTH:
@@ -106,7 +109,7 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             ) from None
     parameters = sum(parameter.numel() for parameter in model.parameters())
     minimum = BYTES_PER_ELEMENT * (PARAMETER_COPIES * parameters + elements * batch_size)
-    available = _available_bytes(torch.device(device))
+    available = None if device is None else _available_bytes(torch.device(device))
     if available is not None and minimum > available:
         raise InputError(
             f"{model_name} at these options needs at least {_human(minimum)} to train "
@@ -116,3 +119,27 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             "--batch-size."
         )
     return RunFootprint(parameters, elements, minimum)
+
+
+def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
+    """`check_run_fits` for a whole run config, before its data is loaded or anything written.
+
+    The dataset is not loaded here, so the class count and channels are the fewest it could have
+    (the synthetic set's are known): the memory estimate stays a lower bound, and the image-size
+    check does not depend on either. The device is resolved as the trainer will, and `--amp`
+    and the free memory checked against it, unless the run trains elsewhere (`here=False`: a Ray
+    worker, whose devices this machine cannot see).
+    """
+    from gradprobe.train.device import resolve_device
+
+    device = None
+    if here:
+        device = resolve_device(config.train.device)
+        if config.train.amp and device.type != "cuda":
+            raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
+                             f"this run is on {device.type}. Drop --amp or use a GPU.")
+    data = config.data
+    num_classes = data.num_classes if data.dataset == "synthetic" else MIN_CLASSES
+    return check_run_fits(config.model.name, config.model.builder_options(),
+                          num_classes=num_classes, in_channels=1, image_size=data.image_size,
+                          batch_size=config.train.batch_size, device=device)

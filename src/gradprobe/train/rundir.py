@@ -15,7 +15,10 @@ from filelock import FileLock, Timeout
 
 from gradprobe import record
 from gradprobe.errors import InputError
+from gradprobe.progress import Progress
 from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
+from gradprobe.record.io import REBUILDABLE
+from gradprobe.util.paths import prepare_output_dir
 
 
 class RunBusyError(InputError):
@@ -37,7 +40,7 @@ class RunDirectory:
 
     def lock(self, timeout: float = 0) -> FileLock:
         """A lock held while the run trains; `timeout=0` fails at once if another holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(self.path)
         lock = FileLock(str(self.path / record.LOCK_FILE), timeout=timeout)
         try:
             lock.acquire()
@@ -55,6 +58,49 @@ class RunDirectory:
 
     def read_summary(self) -> RunSummary | None:
         return record.read_run_file(self.file(record.SUMMARY_FILE))
+
+    def finished_run(self, resolved: dict[str, Any], name: str,
+                     progress: Progress) -> tuple[RunState, RunSummary] | None:
+        """The state and summary of the run in this directory if it finished with the config
+        `resolved`; None when there is none or it must be trained or resumed.
+
+        Recovery policy: the files the checkpoint rebuilds (`REBUILDABLE`) are deleted when
+        damaged, saying so, and None is returned: resuming rewrites them. A damaged config.json,
+        the run's identity, raises `RunFileError` naming the file and the fix, and another config
+        an InputError listing the differences.
+        """
+        existing = self.read_config()
+        if existing is None:
+            return None
+        differences = config_differences(existing.get("run", {}), resolved)
+        if differences:
+            listing = "\n  ".join(differences)
+            raise InputError(
+                f"{self.path} holds a run with a different config:\n  {listing}\n"
+                "Use another --out, or --force to discard that run and train this config there."
+            )
+        damaged = False
+        for file_name in REBUILDABLE:
+            try:
+                record.read_run_file(self.file(file_name))
+            except record.RunFileError as error:
+                progress.message(f"{name}: {file_name} is damaged ({error.problem}); rebuilding "
+                                 "it by resuming the run from its checkpoint")
+                self.file(file_name).unlink(missing_ok=True)
+                damaged = True
+        status = None if damaged else self.read_status()
+        if status is None or status.state not in record.FINISHED_STATES:
+            return None
+        metrics = record.read_run_file(self.file(record.METRICS_FILE))
+        rows = 0 if metrics is None else len(metrics)
+        if rows != status.epoch:  # whole rows lost: a truncation at a line end still parses
+            progress.message(f"{name}: {record.METRICS_FILE} has {rows} epoch rows where the run "
+                             f"finished {status.epoch}; rebuilding it by resuming the run from "
+                             "its checkpoint")
+            self.file(record.METRICS_FILE).unlink(missing_ok=True)
+            return None
+        summary = self.read_summary()
+        return None if summary is None else (status.state, summary)
 
     def write_status(self, state: RunState, *, epoch: int, step: int, message: str = "",
                      traceback: str | None = None) -> None:

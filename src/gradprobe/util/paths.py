@@ -8,6 +8,7 @@ which also resolves links and checks that the result is still inside the parent.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -48,3 +49,38 @@ def child_path(parent: Path, name: str, what: str = "name") -> Path:
             f"the way?). Fix: remove the link '{path}' or choose another output folder."
         )
     return path
+
+
+def prepare_output_dir(path: Path, what: str = "--out") -> Path:
+    """Create the directory `path` (and its parents) for output; any OSError becomes an
+    InputError naming the path and the fix, the one place output creation is checked.
+
+    A read-only filesystem, `/proc` or `/sys`, a path under a regular file or a full disk would
+    otherwise surface as a traceback from deep inside the first write.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a directory. Fix: choose a directory "
+                         "path (a new one is created).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".gradprobe-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise InputError(f"{what} {path} cannot be written ({reason}). Fix: choose a directory "
+                         "on a writable filesystem (not under /proc, /sys or a file).") from None
+    return path
+
+
+def first_missing_ancestor(path: Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet (None if `path` exists): what
+    `mkdir(parents=True)` would create, hence what to remove to leave no trace."""
+    path = Path(path).absolute()
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
