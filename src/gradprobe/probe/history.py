@@ -18,9 +18,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradprobe.probe.base import Measurement
+
 _INITIAL_CAPACITY = 64
 # receives (steps, epochs, values, defined) of rows leaving memory, oldest first
 RowSink = Callable[[list[int], list[int], Tensor, Tensor], None]
+
+
+def stack_row(measurements: list[Measurement]) -> tuple[Tensor, Tensor]:
+    """One row's (layers, metrics) values (float32, the stored dtype) and defined flags."""
+    values = torch.stack([m.values.to(torch.float32) for m in measurements], dim=1)
+    defined = torch.stack([m.defined for m in measurements], dim=1)
+    return values, defined
 
 
 class History:
