@@ -41,8 +41,10 @@ def test_notebook_runs_and_shows_figures_and_summary(monkeypatch):
     assert "%pip install" in code[0].source and code[0].outputs == []
     images = [output for cell in code for output in cell.outputs
               if "image/png" in output.get("data", {})]
-    assert len(images) == 4  # all layers over time, a subset, the depth profile, the heat map
+    # per model: all layers over time, a subset, the heat map; then one depth profile of all
+    assert len(images) == 3 * 3 + 1
     printed = "".join(output.get("text", "") for output in code[-1].outputs)
     for name in ("vgg_deep", "vgg16", "resnet18"):
         assert name in printed
     assert "Smallest first-to-last ratio at epoch 1:" in printed
+    assert "decay per layer" in printed and "verdict" in printed  # gradprobe's RunAnalysis

@@ -313,11 +313,14 @@ def _fmt(value: object, spec: str) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     from gradprobe.analysis import write_report
+    from gradprobe.record import CONFIG_FILE
 
-    if not (args.dir / STUDY_FILE).exists() and not (args.dir / RUNS_DIR).is_dir():
-        raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/); "
-                         "pass the --out of a `gradprobe study`.")
-    prepare_output_dir(args.dir, what="study directory")  # the report is written into it
+    if not any(((args.dir / STUDY_FILE).is_file(), (args.dir / RUNS_DIR).is_dir(),
+                (args.dir / CONFIG_FILE).is_file())):
+        raise InputError(f"{args.dir} is not a study directory (no {STUDY_FILE} or {RUNS_DIR}/) "
+                         f"nor a run directory (no {CONFIG_FILE}); pass the --out of "
+                         "`gradprobe study` or of `gradprobe train`.")
+    prepare_output_dir(args.dir, what="study or run directory")  # the report is written into it
     paths = write_report(args.dir, metric=args.metric)
     for kind, path in paths.items():
         if kind in ("html", "md"):

@@ -1,9 +1,17 @@
-"""Analysis: run and study directories in, numbers, figures and the report out.
+"""Analysis: run and study directories (or a probe's in-memory frame) in, numbers, figures and
+the report out.
 
 It reads only what the trainer wrote (the run files of `gradprobe.record`), never a model or
 torch, so a report can be rewritten anywhere the records are.
 """
 
+from gradprobe.analysis.figures.layers import (
+    default_subset,
+    plot_heatmap,
+    plot_layer_norms,
+    plot_layer_subset,
+)
+from gradprobe.analysis.frames import plot_depth_profile
 from gradprobe.analysis.load import RunData, StudyData, load_run, load_study
 from gradprobe.analysis.report import write_report
 from gradprobe.analysis.summary import (
@@ -17,6 +25,7 @@ from gradprobe.analysis.summary import (
     epochs_to_target,
     layer_epoch_means,
     layer_ratio,
+    summarize_frame,
     summarize_run,
     verdict,
 )
@@ -31,11 +40,17 @@ __all__ = [
     "StudyData",
     "VerdictThresholds",
     "decay_fit",
+    "default_subset",
     "epochs_to_target",
     "layer_epoch_means",
     "layer_ratio",
     "load_run",
     "load_study",
+    "plot_depth_profile",
+    "plot_heatmap",
+    "plot_layer_norms",
+    "plot_layer_subset",
+    "summarize_frame",
     "summarize_run",
     "verdict",
     "write_report",

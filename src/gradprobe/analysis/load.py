@@ -19,12 +19,15 @@ import pandas as pd
 from gradprobe.errors import InputError
 from gradprobe.record import (
     CONFIG_FILE,
+    GRADIENT_COLUMNS,
     GRADIENTS_FILE,
+    METRIC_COLUMNS,
     METRICS_FILE,
     RUNS_DIR,
     STATUS_FILE,
     STUDY_FILE,
     SUMMARY_FILE,
+    Col,
     GradCol,
     RunFileError,
     RunState,
@@ -95,6 +98,39 @@ class RunData:
             if not at_or_before.empty:
                 return int(at_or_before.max())
         return self.status.epoch if self.status is not None else None
+
+    @classmethod
+    def from_frame(
+        cls, gradients: pd.DataFrame, *, name: str = "probe", metrics: pd.DataFrame | None = None,
+        state: RunState = RunState.RUNNING,
+    ) -> RunData:
+        """An in-memory run from a probe's tidy frame (`GradientProbe.to_frame()`) and, if
+        given, per-epoch metrics rows (record.METRIC_COLUMNS), so the report's summaries and
+        figures apply to a probe without a run directory. `state` defaults to running: a probe
+        does not know how its training ended."""
+        missing = [column for column in GRADIENT_COLUMNS if column not in gradients.columns]
+        if missing:
+            raise InputError(
+                f"The gradient frame lacks the columns {missing}. Pass `probe.to_frame()` or a "
+                f"frame with the columns {list(GRADIENT_COLUMNS)}."
+            )
+        if metrics is not None and Col.epoch not in metrics.columns:
+            raise InputError(
+                f"The metrics frame lacks the {Col.epoch!r} column. Pass one row per epoch with "
+                f"the columns {list(METRIC_COLUMNS)} (missing ones are left empty)."
+            )
+        if metrics is not None:  # absent columns (no validation in a notebook loop) stay NaN
+            metrics = metrics.reindex(columns=list(METRIC_COLUMNS))
+        return cls(
+            path=Path("."), name=name, config={}, status=RunStatus(state),
+            metrics=empty_metrics() if metrics is None else metrics,
+            gradients=gradients, summary=None,
+        )
+
+
+def as_run(data: RunData | pd.DataFrame, name: str = "probe") -> RunData:
+    """`data` itself, or a tidy gradient frame wrapped by `RunData.from_frame`."""
+    return data if isinstance(data, RunData) else RunData.from_frame(data, name=name)
 
 
 @dataclass

@@ -336,6 +336,16 @@ class RunAnalysis:
         return data
 
 
+def summarize_frame(
+    gradients: pd.DataFrame, metric: str = "weight_grad_norm", *, name: str = "probe",
+    metrics: pd.DataFrame | None = None, target_acc: float = DEFAULT_TARGET_ACC,
+) -> RunAnalysis:
+    """`summarize_run` of a probe's tidy frame (`GradientProbe.to_frame()`) held in memory, with
+    optional per-epoch `metrics` rows for the accuracy numbers: the report's own computation."""
+    run = RunData.from_frame(gradients, name=name, metrics=metrics)
+    return summarize_run(run, metric, target_acc=target_acc)
+
+
 def summarize_run(
     run: RunData, metric: str = "weight_grad_norm", *, target_acc: float = DEFAULT_TARGET_ACC
 ) -> RunAnalysis:

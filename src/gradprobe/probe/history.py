@@ -4,16 +4,32 @@ One row per recorded step holds a (layers, metrics) block of values and a matchi
 "defined" flags. Rows are written into a preallocated device tensor that doubles when full, so
 recording is a single copy kernel with no host synchronisation; `flush()` moves them to host
 memory in one transfer.
+
+With a sink (`stream()`), a flush also hands the host rows to the sink and drops them, so memory
+holds at most `rows_per_flush` rows: `append()` flushes by itself when that many are waiting.
+Row indices stay absolute (`first_row` counts the rows handed over).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from gradprobe.probe.base import Measurement
+
 _INITIAL_CAPACITY = 64
+# receives (steps, epochs, values, defined) of rows leaving memory, oldest first
+RowSink = Callable[[list[int], list[int], Tensor, Tensor], None]
+
+
+def stack_row(measurements: list[Measurement]) -> tuple[Tensor, Tensor]:
+    """One row's (layers, metrics) values (float32, the stored dtype) and defined flags."""
+    values = torch.stack([m.values.to(torch.float32) for m in measurements], dim=1)
+    defined = torch.stack([m.defined for m in measurements], dim=1)
+    return values, defined
 
 
 class History:
@@ -22,7 +38,7 @@ class History:
     def __init__(self, layers: int, metrics: int) -> None:
         self.layers = layers
         self.metrics = metrics
-        self._steps: list[int] = []  # every row's step, host and device rows alike
+        self._steps: list[int] = []  # every held row's step, host and device rows alike
         self._epochs: list[int] = []
         self._host_values = torch.empty(0, layers, metrics, dtype=torch.float32)
         self._host_defined = torch.empty(0, layers, metrics, dtype=torch.bool)
@@ -30,27 +46,47 @@ class History:
         self._device_values = torch.empty(0, layers, metrics, dtype=torch.float32)
         self._device_defined = torch.empty(0, layers, metrics, dtype=torch.bool)
         self._device_rows = 0
+        self.first_row = 0  # absolute index of the first held row; earlier ones went to the sink
+        self._sink: RowSink | None = None
+        self._rows_per_flush = 0
+        self._last_sunk_step: int | None = None
 
     def __len__(self) -> int:
+        """Rows recorded, including those handed to the sink."""
+        return self.first_row + len(self._steps)
+
+    @property
+    def held(self) -> int:
+        """Rows held in memory (host and device)."""
         return len(self._steps)
+
+    def stream(self, sink: RowSink | None, rows_per_flush: int = 1000) -> None:
+        """Hand rows to `sink` at every flush (None: keep them in memory again)."""
+        self._sink, self._rows_per_flush = sink, max(1, rows_per_flush)
 
     @property
     def last_step(self) -> int | None:
         """The step of the newest row, or None when empty."""
-        return self._steps[-1] if self._steps else None
+        return self._steps[-1] if self._steps else self._last_sunk_step
 
     def append(self, step: int, epoch: int, values: Tensor, defined: Tensor) -> int:
         """Add a row (values and defined are (layers, metrics) on any device); its row index."""
+        if self._sink is not None and self.held >= self._rows_per_flush:
+            # before the new row: the previous row's late metrics (update_ratio) are written
+            self.flush()
         self._reserve(values.device)
         self._device_values[self._device_rows].copy_(values)
         self._device_defined[self._device_rows].copy_(defined)
         self._device_rows += 1
         self._steps.append(step)
         self._epochs.append(epoch)
-        return len(self._steps) - 1
+        return len(self) - 1
 
     def write(self, row: int, metric: int, values: Tensor, defined: Tensor) -> None:
         """Overwrite one metric's (layers,) values of an existing row (a late-known metric)."""
+        row -= self.first_row
+        if row < 0:
+            raise ValueError("the row was already handed to the stream; flush after the step")
         host_rows = self._host_values.shape[0]
         if row >= host_rows:
             self._device_values[row - host_rows, :, metric].copy_(values)
@@ -59,18 +95,36 @@ class History:
             self._host_values[row, :, metric] = values.to("cpu", torch.float32)
             self._host_defined[row, :, metric] = defined.to("cpu")
 
-    def flush(self) -> None:
-        """Move device rows to host memory (one synchronising transfer) and reuse the buffer."""
-        if not self._device_rows:
+    def flush(self, hold_from: int | None = None) -> None:
+        """Move device rows to host memory (one synchronising transfer) and reuse the buffer;
+        with a sink, hand it the host rows before absolute row `hold_from` and drop them."""
+        if self._device_rows:
+            rows = slice(0, self._device_rows)
+            self._host_values = torch.cat([self._host_values, self._device_values[rows].cpu()])
+            self._host_defined = torch.cat([self._host_defined, self._device_defined[rows].cpu()])
+            self._device_rows = 0
+        if self._sink is None:
             return
-        rows = slice(0, self._device_rows)
-        self._host_values = torch.cat([self._host_values, self._device_values[rows].cpu()])
-        self._host_defined = torch.cat([self._host_defined, self._device_defined[rows].cpu()])
-        self._device_rows = 0
+        count = self.held if hold_from is None else min(self.held, hold_from - self.first_row)
+        count = max(count, 0)
+        if not count:
+            return
+        self._sink(self._steps[:count], self._epochs[:count], self._host_values[:count],
+                   self._host_defined[:count])
+        self._last_sunk_step = self._steps[count - 1]
+        self._steps, self._epochs = self._steps[count:], self._epochs[count:]
+        self._host_values = self._host_values[count:].clone()  # free the handed-over rows
+        self._host_defined = self._host_defined[count:].clone()
+        self.first_row += count
 
     def truncate_after(self, step: int) -> None:
         """Drop every row whose step is greater than `step`."""
-        self.flush()
+        if self._last_sunk_step is not None and step < self._last_sunk_step:
+            raise ValueError(
+                f"rows up to step {self._last_sunk_step} were already streamed to disk; "
+                f"cannot drop those after step {step}"
+            )
+        self.flush(hold_from=self.first_row)  # to the host, nothing handed over
         keep = [index for index, row_step in enumerate(self._steps) if row_step <= step]
         self._steps = [self._steps[index] for index in keep]
         self._epochs = [self._epochs[index] for index in keep]
@@ -78,8 +132,9 @@ class History:
         self._host_defined = self._host_defined[keep]
 
     def host_arrays(self) -> tuple[list[int], list[int], Tensor, Tensor]:
-        """(steps, epochs, values, defined) of every row, flushed to the host."""
-        self.flush()
+        """(steps, epochs, values, defined) of every held row, moved to the host (not handed
+        to the sink)."""
+        self.flush(hold_from=self.first_row)
         return self._steps, self._epochs, self._host_values, self._host_defined
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,33 +14,31 @@ clipping and the optimiser step (Lightning's `on_before_optimizer_step`):
             scaler.step(optimizer); scaler.update(); optimizer.zero_grad()
         probe.flush()                         # once per epoch: one device-to-host copy
     frame = probe.to_frame()                  # step, epoch, layer, depth, kind, metric, value
+    probe.summary()                           # the report's numbers: ratio, decay, verdict
 
-How it measures:
-- Output gradients come from a tensor hook registered on each layer's output in a forward hook,
-  not from `register_full_backward_hook`, which fails on outputs later modified in place
-  (torchvision's `ReLU(inplace=True)`). The hooks only keep references (see
-  `gradprobe.probe.hooks`); `record()` reduces them in one fused, precision-guarded pass, sums
-  them per layer, all-reduces across DDP ranks, reads parameter gradients with one
-  `torch._foreach_norm`, and copies one (layers, metrics) row into a preallocated device
-  buffer: no host synchronisation on an accelerator until `flush()`.
-- An optimiser step (any torch optimiser stepping the model's parameters) ends the step: what
-  the hooks gathered and `record()` did not consume is dropped, so recording every N steps
-  reports the step recorded, not a sum over N.
-- Nothing happens in eval mode, with gradients disabled, or on a step the schedule skips.
+Long runs: `GradientProbe(model, stream_to="history.parquet")` writes rows to disk at every
+flush (and every `rows_per_flush` rows), so memory stays flat; see `gradprobe.probe.stream`.
+
+How it measures: a forward hook registers a tensor hook on each layer's output (not
+`register_full_backward_hook`, which fails on outputs later modified in place, e.g.
+`ReLU(inplace=True)`); the hooks only keep references (`gradprobe.probe.hooks`). `record()`
+reduces them in one fused, precision-guarded pass, all-reduces across DDP ranks, reads parameter
+gradients with one `torch._foreach_norm` and copies one (layers, metrics) row into a device
+buffer: no host synchronisation on an accelerator until `flush()`. Any optimiser step on the
+model's parameters ends the step and drops what `record()` did not consume, so recording every N
+steps reports the step recorded, not a sum over N. Nothing happens in eval mode, with gradients
+disabled, or on a step the schedule skips. update_ratio: `gradprobe.probe.update`.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.amp.grad_scaler import GradScaler
 from torch.optim import Optimizer
@@ -48,24 +46,24 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 
 from gradprobe.errors import InputError
-from gradprobe.metrics import MODEL_LAYER, default_metrics, metric_info
+from gradprobe.metrics import default_metrics, metric_info
 from gradprobe.probe import wiring
-from gradprobe.probe.base import (
-    Measurement,
-    RecordContext,
-    Source,
-    Statistic,
-)
-from gradprobe.probe.history import History
+from gradprobe.probe.base import Measurement, RecordContext, Source, Statistic
+from gradprobe.probe.constants import DeviceConstants
+from gradprobe.probe.frame import LayerTable, tidy_frame
+from gradprobe.probe.history import History, stack_row
 from gradprobe.probe.hooks import Collector
-from gradprobe.probe.layers import ACTIVATION_TYPES, LayerInfo, LayerSelector, select_layers, unwrap
-from gradprobe.probe.norms import accumulator_dtype
+from gradprobe.probe.layers import LayerInfo, LayerSelector, select_layers, unwrap
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.stream import StreamFiles
+from gradprobe.probe.update import UpdateWatcher
 from gradprobe.probe.wiring import Schedule
+
+if TYPE_CHECKING:
+    from gradprobe.analysis.summary import RunAnalysis
 
 DEFAULT_METRICS = default_metrics()
 STATE_FORMAT = 1  # version of `state_dict()`'s layout
-_CACHE_LIMIT = 64  # device mask tensors kept per probe (one per distinct pattern)
 
 
 class GradientProbe:
@@ -78,6 +76,7 @@ class GradientProbe:
     weight, or its `*weight` parameters such as attention's `in_proj_weight`) or "all" (biases
     and every other direct parameter too). `distributed`: all-reduce output statistics over the
     default process group; None = when torch.distributed is initialised with several ranks.
+    `stream_to`: a Parquet path the history streams to (see `stream_to()`).
 
     Semantics worth knowing:
     - A module called several times in one forward pass (shared weights) has one row per
@@ -108,6 +107,7 @@ class GradientProbe:
         *,
         parameters: ParameterChoice = "weights",
         distributed: bool | None = None,
+        stream_to: str | Path | None = None,
     ) -> None:
         self._model = unwrap(model)
         selected = select_layers(self._model, layers)
@@ -136,10 +136,13 @@ class GradientProbe:
         self._optimizer_steps = 0  # optimiser steps seen on the model's parameters
         self._param_ids = {id(param) for param in self._model.parameters()}
         self._last_step: int | None = None  # the step of the last record() call
-        self._update_row: int | None = None  # history row waiting for update statistics
-        self._weights_before_step: list[Tensor | None] | None = None
-        self._device_cache: dict[tuple[Any, ...], Tensor] = {}
+        self._constants = DeviceConstants(self._params.numels)
+        self._updates = UpdateWatcher(self._params, self._statistics, self._history,
+                                      self._constants, self._device)
         self._warned: set[str] = set()
+        self._files = StreamFiles()  # the history's rows streamed to disk
+        if stream_to is not None:
+            self.stream_to(stream_to)
 
     # ---------------------------------------------------------------------------- lifecycle
     def attach(self) -> GradientProbe:
@@ -148,42 +151,28 @@ class GradientProbe:
             return self
         collector = self._collector
         wiring.forget_compiled_code(self._warn)
-        routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
-        hosts: dict[int, nn.Module] = {}
-        for index, module in enumerate(self._modules):
-            hook = functools.partial(collector.on_layer_output, (index,))
-            self._handles.append(module.register_forward_hook(hook))
-            parent = wiring.functional_parent(self._model, module)
-            if parent is not None:
-                routes.setdefault(id(parent), []).append(index)
-                hosts[id(parent)] = parent
-        for key, indices in routes.items():
-            hook = functools.partial(collector.on_layer_output, tuple(indices))
-            self._handles.append(hosts[key].register_forward_hook(hook))
-        if self._by_source["activation"]:
-            self._handles.append(self._model.register_forward_pre_hook(collector.on_forward_start))
-            for module in self._model.modules():
-                if isinstance(module, ACTIVATION_TYPES):
-                    self._handles.append(module.register_forward_hook(collector.on_activation))
+        self._handles += wiring.layer_hooks(self._model, self._modules, collector,
+                                            bool(self._by_source["activation"]))
         self._handles.append(register_optimizer_step_post_hook(self._on_any_optimizer_step))
         self._attached = collector.enabled = True
         collector.place(self._device())
         collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
-            self._hook_optimizer(optimizer)
+            self._handles += self._updates.hook(optimizer)
         wiring.warn_parameterless(self._names, self._modules, self._params.empty,
                                   self._by_source, self._warn)
         return self
 
     def detach(self) -> None:
-        """Remove every hook this probe registered and drop partial sums not yet recorded."""
+        """Remove every hook this probe registered and drop partial sums not yet recorded;
+        finish the stream, if any (`finish_stream`)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._attached = self._collector.enabled = False
         self._collector.clear()
-        self._weights_before_step = None
-        self._update_row = None
+        self._updates.drop()
+        self.finish_stream()
 
     def __enter__(self) -> GradientProbe:
         return self.attach()
@@ -209,7 +198,7 @@ class GradientProbe:
             raise InputError("this optimizer is already watched by the probe; watch it once")
         self._optimizers.append(optimizer)
         if self._attached:
-            self._hook_optimizer(optimizer)
+            self._handles += self._updates.hook(optimizer)
         return self
 
     # ------------------------------------------------------------------------------ reading
@@ -250,7 +239,7 @@ class GradientProbe:
         epoch = self.epoch if epoch is None else int(epoch)
         # An update still pending belongs to a step the optimiser skipped (GradScaler found
         # inf/NaN gradients): it stays undefined rather than taking the next step's update.
-        self._update_row = None
+        self._updates.drop()
         should_record = self._should_record(step)
         last = self._history.last_step
         collector = self._collector
@@ -269,7 +258,8 @@ class GradientProbe:
         self._check_hooks_ran(armed, step)
         device = self._device()
         amp_scale, weight_grads_scaled = wiring.amp_state(scaler, self._optimizers)
-        partial_sums, calls = self._reduce_partials(device)
+        partial_sums, calls = wiring.reduce_partials(self._collector, self._by_source,
+                                                    self._distributed, device)
         memo: list[tuple[Measurement, Tensor]] = []
 
         def grad_norms() -> tuple[Measurement, Tensor]:  # computed once, if a statistic asks
@@ -282,59 +272,72 @@ class GradientProbe:
             partial_sums=partial_sums,
             calls=calls,
             weight_grad_norms=lambda: wiring.divide(grad_norms()[0], unscale),
-            weight_numels=self._weight_numels(device),
+            weight_numels=self._constants.weight_numels(device),
             output_grad_scale=amp_scale * wiring.world_size(self._distributed),
             global_grad_norm=lambda: grad_norms()[1] / unscale,
         )
-        undefined = self._undefined(device)
+        undefined = self._constants.undefined(device)
         measurements = [
             undefined if stat.source == "update" else stat.compute(context)
             for stat in self._statistics
         ]
-        row = self._history.append(step, epoch, *self._stack(measurements))
-        self._update_row = row if self._by_source["update"] else None
+        row = self._history.append(step, epoch, *stack_row(measurements))
+        self._updates.pending_row = row if self._by_source["update"] else None
         self._end_step()
         return True
 
     def flush(self) -> None:
-        """Move recorded rows from the device to host memory (synchronises the device)."""
-        self._history.flush()
+        """Move recorded rows from the device to host memory (synchronises the device); when
+        streaming, write them to disk and drop them from memory."""
+        # A row still awaiting its update_ratio stays on the device.
+        self._history.flush(hold_from=self._updates.pending_row)
 
     def to_frame(self) -> pd.DataFrame:
         """The tidy table: step, epoch, layer, depth, kind, metric, value; one row per value.
 
         Rows are ordered by step, then depth, then metric column; undefined values are left
-        out (a frozen layer has no weight_grad_norm), defined NaN/inf values are kept.
+        out (a frozen layer has no weight_grad_norm), defined NaN/inf values are kept. When
+        streaming, the rows already on disk are read back first.
         """
-        steps, epochs, values, defined = self._history.host_arrays()
-        depths = self._collector.depths
-        # Order layers by depth (layers that never ran last) so rows read input to output.
-        order = sorted(
-            range(len(self._names)), key=lambda i: (depths[i] < 0, depths[i])
-        )
-        values, defined = values[:, order], defined[:, order]
-        rows, layers, metrics = (axis.numpy() for axis in defined.nonzero(as_tuple=True))
-        names, kinds = np.array(self._names, dtype=object), np.array(self._kinds, dtype=object)
-        layer_names, layer_kinds = names[order][layers], kinds[order][layers]
-        layer_depths = np.array(depths, dtype=np.int64)[order][layers]
-        # A whole-model metric is stored in one layer's cell; it is reported as MODEL_LAYER.
-        model_wide = ~np.array(self._per_layer, dtype=bool)[metrics]
-        layer_names[model_wide], layer_kinds[model_wide] = MODEL_LAYER, "model"
-        layer_depths[model_wide] = -1
-        return pd.DataFrame(
-            {
-                "step": np.asarray(steps, dtype=np.int64)[rows],
-                "epoch": np.asarray(epochs, dtype=np.int64)[rows],
-                "layer": layer_names,
-                "depth": layer_depths,
-                "kind": layer_kinds,
-                "metric": np.array(self.metrics, dtype=object)[metrics],
-                "value": values[defined].double().numpy(),
-            }
-        )
+        frame = self._tidy(*self._history.host_arrays())
+        on_disk = self._files.read()
+        return pd.concat([*on_disk, frame], ignore_index=True) if on_disk else frame
+
+    def summary(self, metric: str = "weight_grad_norm", *, name: str = "probe") -> RunAnalysis:
+        """The report's numbers for this history (`gradprobe.analysis.summarize_frame`): the
+        first-to-last ratio, decay per layer and verdict at the first and last epochs."""
+        from gradprobe.analysis.summary import summarize_frame  # lazy: pandas analysis, plots
+
+        return summarize_frame(self.to_frame(), metric, name=name)
+
+    def stream_to(self, path: str | Path, rows_per_flush: int = 1000) -> None:
+        """Stream the history to the Parquet file `path`: every flush (and every
+        `rows_per_flush` rows) writes the rows held in memory to disk and drops them. The file is
+        complete after `finish_stream()` or `detach()`; until then, and after a crash, the rows
+        are in `<path>.parts/` (see `gradprobe.probe.stream`)."""
+        if rows_per_flush < 1:
+            raise InputError(f"rows_per_flush must be at least 1, got {rows_per_flush}")
+        self.finish_stream()
+        stream = self._files.start(path)
+        self._history.stream(lambda *rows: stream.write(self._tidy(*rows)), rows_per_flush)
+
+    def finish_stream(self) -> Path | None:
+        """Complete the stream's file with the rest of the history; its path (None when not
+        streaming). Rows recorded later stay in memory."""
+        if self._files.current is not None:
+            self._history.flush()
+            self._history.stream(None)
+        return self._files.finish()
+
+    def _tidy(self, steps: list[int], epochs: list[int], values: Tensor,
+              defined: Tensor) -> pd.DataFrame:
+        table = LayerTable(self._names, self._kinds, self.metrics, self._per_layer)
+        return tidy_frame(table, self._collector.depths, steps, epochs, values, defined)
 
     def state_dict(self) -> dict[str, Any]:
-        """The history and layer depths, loadable with `torch.load(weights_only=True)`."""
+        """The history held in memory (not rows streamed to disk) and layer depths, loadable
+        with `torch.load(weights_only=True)`."""
+        self._files.refuse_while_streaming("state_dict")
         return {
             "format": STATE_FORMAT,
             "layers": list(self._names),
@@ -346,32 +349,20 @@ class GradientProbe:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a resumed run's history; recording continues after its last step."""
-        if state.get("format") != STATE_FORMAT:
-            raise InputError(
-                f"probe state has format {state.get('format')!r}, this gradprobe reads "
-                f"{STATE_FORMAT}; resume with the gradprobe version that wrote the checkpoint"
-            )
-        for what, saved, mine in (
-            ("layers", state["layers"], self._names),
-            ("metrics", state["metrics"], list(self.metrics)),
-        ):
-            if list(saved) != mine:
-                raise InputError(
-                    f"the checkpoint's probe recorded {what} {list(saved)}, this probe records "
-                    f"{mine}; build the probe with the same model, layers and metrics to resume"
-                )
+        self._files.refuse_while_streaming("load_state_dict")
+        wiring.check_resumable(state, STATE_FORMAT, self._names, list(self.metrics))
         self._history.load_state_dict(state["history"])
         self._collector.depths = [int(depth) for depth in state["depths"]]
         self._last_step = None if state["last_step"] < 0 else int(state["last_step"])
         self._end_step()
-        self._update_row = None
+        self._updates.drop()
 
     def truncate_after(self, step: int) -> None:
         """Drop recorded rows after `step` (resuming from a checkpoint older than the history)."""
         self._history.truncate_after(step)
         if self._last_step is not None and self._last_step > step:
             self._last_step = step
-        self._update_row = None
+        self._updates.drop()
 
     # ------------------------------------------------------------------------ step handling
     def _expected_step(self) -> int:
@@ -405,92 +396,6 @@ class GradientProbe:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, stacklevel=3)
-
-    def _hook_optimizer(self, optimizer: Optimizer) -> None:
-        self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
-        self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
-
-    def _before_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        if self._update_row is not None:
-            self._weights_before_step = [
-                None if param is None else param.detach().clone()
-                for param in self._params.trainable()
-            ]
-
-    def _after_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        before, row = self._weights_before_step, self._update_row
-        if before is None or row is None:
-            return
-        self._weights_before_step, self._update_row = None, None
-        device = self._device()
-        after = [None if param is None else param.detach() for param in self._params.trainable()]
-        deltas = [
-            None if new is None or old is None else new - old
-            for new, old in zip(after, before, strict=True)
-        ]
-        update_norms, _ = self._params.layer_norms(deltas, device)
-        weight_norms, _ = self._params.layer_norms(before, device)
-        context = RecordContext(
-            partial_sums={},
-            calls={},
-            weight_grad_norms=lambda: self._undefined(device),
-            weight_numels=self._weight_numels(device),
-            output_grad_scale=1.0,
-            update=(update_norms, weight_norms),
-        )
-        for column, stat in enumerate(self._statistics):
-            if stat.source == "update":
-                measurement = stat.compute(context)
-                self._history.write(
-                    row, column, measurement.values.to(torch.float32), measurement.defined
-                )
-
-    # ---------------------------------------------------------------------- record helpers
-    def _reduce_partials(
-        self, device: torch.device
-    ) -> tuple[dict[str, Tensor], dict[Source, Tensor]]:
-        """Per statistic (layers, width) sums and per source (layers,) call counts."""
-        blocks = self._collector.blocks(device)
-        if blocks and wiring.world_size(self._distributed) > 1:
-            # One collective for every statistic: each rank saw its own slice of the batch.
-            reduced = torch.cat([block for _, block in blocks], dim=1)
-            dist.all_reduce(reduced)
-            parts = reduced.split([block.shape[1] for _, block in blocks], dim=1)
-            blocks = [(source, part) for (source, _), part in zip(blocks, parts, strict=True)]
-        partial_sums: dict[str, Tensor] = {}
-        calls_by_source: dict[Source, Tensor] = {}
-        for source, block in blocks:
-            columns = block.split([stat.width for stat in self._by_source[source]] + [1], dim=1)
-            for stat, sums in zip(self._by_source[source], columns[:-1], strict=True):
-                partial_sums[stat.name] = sums
-            calls_by_source[source] = columns[-1][:, 0]
-        return partial_sums, calls_by_source
-
-    def _weight_numels(self, device: torch.device) -> Tensor:
-        key = ("numels", device)
-        if key not in self._device_cache:
-            numels = torch.tensor(self._params.numels, dtype=accumulator_dtype(device))
-            self._remember(key, numels.to(device))
-        return self._device_cache[key]
-
-    def _undefined(self, device: torch.device) -> Measurement:
-        """All layers undefined: the placeholder for statistics known only after the step."""
-        key = ("undefined", device)
-        if key not in self._device_cache:
-            layers = len(self._names)
-            self._remember(key, torch.full((layers,), math.nan, device=device))
-            self._remember((*key, "mask"), torch.zeros(layers, dtype=torch.bool, device=device))
-        return Measurement(self._device_cache[key], self._device_cache[(*key, "mask")])
-
-    def _remember(self, key: tuple[Any, ...], tensor: Tensor) -> None:
-        if len(self._device_cache) >= _CACHE_LIMIT:
-            self._device_cache.clear()
-        self._device_cache[key] = tensor
-
-    def _stack(self, measurements: list[Measurement]) -> tuple[Tensor, Tensor]:
-        values = torch.stack([m.values.to(torch.float32) for m in measurements], dim=1)
-        defined = torch.stack([m.defined for m in measurements], dim=1)
-        return values, defined  # (layers, metrics) each
 
     def _device(self) -> torch.device:
         for tensor in self._model.parameters():

@@ -1,21 +1,26 @@
-"""The probe's wiring: building its statistics and schedule, torch.compile and AMP/DDP
-state, and the checks that name every layer that yields nothing (one job each, no state)."""
+"""The probe's wiring: building its statistics, schedule and hooks, torch.compile and AMP/DDP
+state, reducing partial sums across ranks, and the checks that name every layer that yields
+nothing or a checkpoint that does not fit (one job each, no state)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.amp.grad_scaler import GradScaler, OptState
 from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
 
 from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, metric_info
 from gradprobe.probe.base import Measurement, Source, Statistic, create_statistic
 from gradprobe.probe.hooks import Collector
+from gradprobe.probe.layers import ACTIVATION_TYPES
 from gradprobe.probe.norms import accumulator_dtype
 
 Schedule = int | Callable[[int], bool]
@@ -179,3 +184,71 @@ def functional_parent(model: nn.Module, module: nn.Module) -> nn.Module | None:
         if isinstance(parent, nn.MultiheadAttention) and parent.out_proj is module:
             return parent
     return None
+
+
+def layer_hooks(
+    model: nn.Module, modules: list[nn.Module], collector: Collector, activations: bool
+) -> list[RemovableHandle]:
+    """Register the collector's forward hooks on each probed layer (and on the parent that
+    applies a layer functionally), plus the activation hooks when `activations`."""
+    handles: list[RemovableHandle] = []
+    routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
+    hosts: dict[int, nn.Module] = {}
+    for index, module in enumerate(modules):
+        hook = functools.partial(collector.on_layer_output, (index,))
+        handles.append(module.register_forward_hook(hook))
+        parent = functional_parent(model, module)
+        if parent is not None:
+            routes.setdefault(id(parent), []).append(index)
+            hosts[id(parent)] = parent
+    for key, indices in routes.items():
+        hook = functools.partial(collector.on_layer_output, tuple(indices))
+        handles.append(hosts[key].register_forward_hook(hook))
+    if activations:
+        handles.append(model.register_forward_pre_hook(collector.on_forward_start))
+        for module in model.modules():
+            if isinstance(module, ACTIVATION_TYPES):
+                handles.append(module.register_forward_hook(collector.on_activation))
+    return handles
+
+
+def reduce_partials(
+    collector: Collector,
+    by_source: dict[Source, list[Statistic]],
+    distributed: bool | None,
+    device: torch.device,
+) -> tuple[dict[str, Tensor], dict[Source, Tensor]]:
+    """Per statistic (layers, width) sums and per source (layers,) call counts."""
+    blocks = collector.blocks(device)
+    if blocks and world_size(distributed) > 1:
+        # One collective for every statistic: each rank saw its own slice of the batch.
+        reduced = torch.cat([block for _, block in blocks], dim=1)
+        dist.all_reduce(reduced)
+        parts = reduced.split([block.shape[1] for _, block in blocks], dim=1)
+        blocks = [(source, part) for (source, _), part in zip(blocks, parts, strict=True)]
+    partial_sums: dict[str, Tensor] = {}
+    calls_by_source: dict[Source, Tensor] = {}
+    for source, block in blocks:
+        columns = block.split([stat.width for stat in by_source[source]] + [1], dim=1)
+        for stat, sums in zip(by_source[source], columns[:-1], strict=True):
+            partial_sums[stat.name] = sums
+        calls_by_source[source] = columns[-1][:, 0]
+    return partial_sums, calls_by_source
+
+
+def check_resumable(
+    state: dict[str, Any], state_format: int, layers: list[str], metrics: list[str]
+) -> None:
+    """Refuse a probe checkpoint of another format, or of other layers or metrics."""
+    if state.get("format") != state_format:
+        raise InputError(
+            f"probe state has format {state.get('format')!r}, this gradprobe reads "
+            f"{state_format}; resume with the gradprobe version that wrote the checkpoint"
+        )
+    for what, saved, mine in (("layers", state["layers"], layers),
+                              ("metrics", state["metrics"], metrics)):
+        if list(saved) != mine:
+            raise InputError(
+                f"the checkpoint's probe recorded {what} {list(saved)}, this probe records "
+                f"{mine}; build the probe with the same model, layers and metrics to resume"
+            )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -112,11 +113,11 @@ def _profile_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
 
 
 def plot_depth_profiles(
-    runs: Mapping[str, RunData | Sequence[RunData]], metrics: Sequence[str], path: Path,
+    runs: Mapping[str, RunData | Sequence[RunData]], metrics: Sequence[str], path: Path | None,
     title: str,
-) -> Path:
+) -> Path | Figure:
     """One panel per metric: each run's (or configuration's, over its seeds) epoch-mean value
-    against depth at the first and last epoch."""
+    against depth at the first and last epoch (the figure itself when `path` is None)."""
     groups = as_groups(runs)
     fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.0, left=0.85, right=0.2,
                      top=0.65, bottom=0.55, wspace=0.25)
@@ -130,7 +131,7 @@ def plot_depth_profiles(
                 _profile_legend(ax, list(groups), colours, kinds, _replicated(groups))
         else:
             no_data(ax, f"no {metric} records")
-    return save_figure(fig, path)
+    return fig if path is None else save_figure(fig, path)
 
 
 def _kinds(groups: Mapping[str, Group]) -> set[str]:

@@ -1,16 +1,24 @@
-"""Per-run figures: every layer's metric against step, chosen layers, and the layer x epoch map."""
+"""Per-run figures: every layer's metric against step, chosen layers, and the layer x epoch map.
+
+Each takes a run directory's `RunData` or a probe's in-memory tidy frame (`probe.to_frame()`,
+wrapped by `RunData.from_frame`, so both go through the same drawing code), and writes a PNG to
+`path`, or returns the matplotlib `Figure` when no path is given (a notebook shows it).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import overload
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
@@ -29,14 +37,31 @@ from gradprobe.analysis.figures.base import (
     staircase,
     text_width,
 )
-from gradprobe.analysis.load import RunData
+from gradprobe.analysis.load import RunData, as_run
 from gradprobe.analysis.summary import fitted_layers, run_epoch_means
 from gradprobe.metrics import metric_info
 from gradprobe.record import GradCol
 
+RunOrFrame = RunData | pd.DataFrame  # a run directory's records or a probe's tidy frame
+FigurePath = str | Path  # where to write the PNG
+DEFAULT_METRIC = "weight_grad_norm"
 
-def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
-    """Every layer's `metric` against step, coloured by depth, with per-epoch means in bold."""
+
+def _finish(fig: Figure, path: FigurePath | None) -> Path | Figure:
+    return fig if path is None else save_figure(fig, Path(path))
+
+
+@overload
+def plot_layer_norms(run: RunOrFrame, metric: str, path: FigurePath, *,
+                     name: str = ...) -> Path: ...
+@overload
+def plot_layer_norms(run: RunOrFrame, metric: str = ..., path: None = None, *,
+                     name: str = ...) -> Figure: ...
+def plot_layer_norms(run: RunOrFrame, metric: str = DEFAULT_METRIC,
+                     path: FigurePath | None = None, *, name: str = "probe") -> Path | Figure:
+    """Every layer's `metric` against step, coloured by depth, with per-epoch means in bold.
+    `name` titles an in-memory frame."""
+    run = as_run(run, name)
     grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     title = (f"{plain(run.name)}: {metric_info(metric).label} of all "
              f"{grads['layer'].nunique()} layers")
@@ -44,7 +69,7 @@ def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
     ax = fig.add_subplot()
     if grads.empty:
         no_data(ax, f"no {metric} records")
-        return save_figure(fig, path)
+        return _finish(fig, path)
     values = grads[GradCol.value].to_numpy(dtype="float64")
     grads = grads.assign(value=np.where(np.isfinite(values) & (values > 0), values, np.nan))
     spans = epoch_spans(grads)
@@ -78,11 +103,12 @@ def plot_layer_norms(run: RunData, metric: str, path: Path) -> Path:
     ax.legend(handles=[Line2D([], [], color="0.3", linewidth=0.6, alpha=0.6, label="per step"),
                        Line2D([], [], color="0.3", linewidth=2.4, label="epoch mean")],
               loc="best", fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, path)
 
 
-def default_subset(run: RunData, metric: str) -> list[str]:
+def default_subset(run: RunOrFrame, metric: str = DEFAULT_METRIC) -> list[str]:
     """The first, middle and last layers of the fitted kind (conv), in depth order."""
+    run = as_run(run)
     grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     layers = [name for name, _ in fitted_layers(grads)]
     if not layers:
@@ -91,8 +117,19 @@ def default_subset(run: RunData, metric: str) -> list[str]:
     return list(dict.fromkeys(picked))
 
 
-def plot_layer_subset(run: RunData, metric: str, layers: Sequence[str], path: Path) -> Path:
-    """Chosen layers' `metric` against step: per step thin, per-epoch mean bold."""
+@overload
+def plot_layer_subset(run: RunOrFrame, metric: str, layers: Sequence[str] | None,
+                      path: FigurePath, *, name: str = ...) -> Path: ...
+@overload
+def plot_layer_subset(run: RunOrFrame, metric: str = ..., layers: Sequence[str] | None = ...,
+                      path: None = None, *, name: str = ...) -> Figure: ...
+def plot_layer_subset(run: RunOrFrame, metric: str = DEFAULT_METRIC,
+                      layers: Sequence[str] | None = None, path: FigurePath | None = None, *,
+                      name: str = "probe") -> Path | Figure:
+    """Chosen layers' `metric` against step: per step thin, per-epoch mean bold. `layers`
+    defaults to `default_subset` (first, middle and last)."""
+    run = as_run(run, name)
+    layers = default_subset(run, metric) if layers is None else layers
     grads = run.gradients.loc[(run.gradients[GradCol.metric] == metric)
                               & run.gradients[GradCol.layer].isin(list(layers))]
     title = f"{plain(run.name)}: {metric_info(metric).label}, selected layers"
@@ -100,7 +137,7 @@ def plot_layer_subset(run: RunData, metric: str, layers: Sequence[str], path: Pa
     ax = fig.add_subplot()
     if grads.empty:
         no_data(ax, "none of the selected layers has records")
-        return save_figure(fig, path)
+        return _finish(fig, path)
     values = grads[GradCol.value].to_numpy(dtype="float64")
     grads = grads.assign(value=np.where(np.isfinite(values) & (values > 0), values, np.nan))
     spans = epoch_spans(run.gradients.loc[run.gradients[GradCol.metric] == metric])
@@ -121,11 +158,18 @@ def plot_layer_subset(run: RunData, metric: str, layers: Sequence[str], path: Pa
     epoch_axis(ax, spans)
     mark_divergence_step(ax, run)
     ax.legend(loc="best", fontsize=8, title="thin: per step, bold: epoch mean", title_fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, path)
 
 
-def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
+@overload
+def plot_heatmap(run: RunOrFrame, metric: str, path: FigurePath, *, name: str = ...) -> Path: ...
+@overload
+def plot_heatmap(run: RunOrFrame, metric: str = ..., path: None = None, *,
+                 name: str = ...) -> Figure: ...
+def plot_heatmap(run: RunOrFrame, metric: str = DEFAULT_METRIC, path: FigurePath | None = None,
+                 *, name: str = "probe") -> Path | Figure:
     """Layer x epoch image of log10 of each layer's epoch-mean `metric`."""
+    run = as_run(run, name)
     means = run_epoch_means(run, metric)
     layers = means[[GradCol.layer, GradCol.depth]].drop_duplicates(GradCol.layer).sort_values(
         [GradCol.depth, GradCol.layer], kind="stable")
@@ -138,7 +182,7 @@ def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
     ax = fig.add_subplot()
     if means.empty:
         no_data(ax, f"no {metric} records")
-        return save_figure(fig, path)
+        return _finish(fig, path)
     epochs = sorted(int(e) for e in means[GradCol.epoch].unique())
     grid = means.pivot_table(index=GradCol.layer, columns=GradCol.epoch, values="mean",
                              aggfunc="first")
@@ -150,7 +194,7 @@ def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
     finite = logs[np.isfinite(logs)]
     if finite.size == 0:
         no_data(ax)
-        return save_figure(fig, path)
+        return _finish(fig, path)
     image = ax.imshow(np.ma.masked_invalid(logs), aspect="auto", cmap=cmap,
                       interpolation="nearest", vmin=float(finite.min()), vmax=float(finite.max()))
     every_epoch = max(1, math.ceil(len(epochs) / 20))
@@ -166,4 +210,4 @@ def plot_heatmap(run: RunData, metric: str, path: Path) -> Path:
     if np.isnan(logs).any():
         ax.text(1.0, -0.02, "grey: no finite value", transform=ax.transAxes, ha="right",
                 va="top", fontsize=7, color="0.3")
-    return save_figure(fig, path)
+    return _finish(fig, path)
