@@ -309,14 +309,14 @@ def test_a_failed_run_is_recorded_and_the_study_goes_on(
     spec = two_run_spec()
     spec["runs"][0]["name"] = "broken"
     spec["comparison"]["runs"] = ["broken", "residual_stack"]
-    write_config = train_loop._Trainer._write_config
+    write_config = train_loop.Trainer._write_config
 
-    def crash_one(trainer: train_loop._Trainer) -> None:  # a crash while training, not input
+    def crash_one(trainer: train_loop.Trainer) -> None:  # a crash while training, not input
         if trainer.name == "broken":
             raise RuntimeError("CUDA out of memory (simulated)")
         write_config(trainer)
 
-    monkeypatch.setattr(train_loop._Trainer, "_write_config", crash_one)
+    monkeypatch.setattr(train_loop.Trainer, "_write_config", crash_one)
     result = run_study(spec, tmp_path / "study", preset="smoke")
     assert [outcome.state for outcome in result.outcomes] == [RunState.FAILED,
                                                               RunState.COMPLETED]

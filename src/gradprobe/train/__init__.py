@@ -1,5 +1,6 @@
-"""Training runs: the loop, checkpoints, resume and the run directory."""
+"""Training runs: `train` (run.py), the loop (loop.py), checkpoints, resume, the run directory."""
 
-from gradprobe.train.loop import RunResult, train
+from gradprobe.train.run import train
+from gradprobe.train.state import RunResult
 
 __all__ = ["RunResult", "train"]

@@ -1,4 +1,4 @@
-"""One training run: model + data + optimiser + probe, written to a run directory.
+"""The training loop of one run: model + data + optimiser + probe, checkpointed to resume.
 
 The run directory is the only output (see DESIGN.md). The newest checkpoint is the source of
 truth for resuming: metrics rows and the probe's history live inside it, so a run killed at any
@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,12 +20,12 @@ import torch
 from torch import nn
 
 from gradprobe.config import DataConfig, RunConfig
-from gradprobe.data import BatchLoader, Splits, load_dataset_from_config
+from gradprobe.data import BatchLoader, Splits
 from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
-from gradprobe.progress import NullProgress, Progress
+from gradprobe.progress import Progress
 from gradprobe.record import (
     TENSORBOARD_DIR,
     EpochRow,
@@ -38,8 +35,6 @@ from gradprobe.record import (
 )
 from gradprobe.train import faults
 from gradprobe.train.checkpoint import (
-    CHECKPOINT,
-    PREVIOUS_CHECKPOINT,
     load_latest_checkpoint,
     rng_state,
     save_checkpoint,
@@ -47,107 +42,10 @@ from gradprobe.train.checkpoint import (
 )
 from gradprobe.train.device import resolve_device
 from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
-from gradprobe.train.preflight import check_run_config
 from gradprobe.train.rundir import RunDirectory, versions
+from gradprobe.train.state import RunPosition, RunResult
 from gradprobe.train.tensorboard import TensorBoardLogger
-from gradprobe.train.threads import torch_threads
 from gradprobe.train.weight_distance import WEIGHT_DISTANCE, WeightDistance, with_weight_distance
-from gradprobe.util.atomic import remove_stale_temporaries
-from gradprobe.util.paths import first_missing_ancestor
-
-
-@dataclass
-class RunResult:
-    """What `train` returns: the final state and the run's summary."""
-
-    run_dir: Path
-    state: RunState  # completed | diverged (a failure raises)
-    summary: dict[str, Any]  # the run's summary file (RunSummary.as_dict())
-    skipped: bool = False  # True when the run was already finished and left alone
-
-
-@dataclass
-class _Position:
-    """Where training stands: everything besides the weights a resume needs."""
-
-    epoch: int = 0  # 0-based index of the epoch in progress
-    batch: int = 0  # batches of that epoch already done
-    step: int = 0  # optimiser steps done in total
-    loss_sum: float = 0.0  # this epoch's summed batch losses (weighted by batch size)
-    correct: int = 0  # this epoch's correct predictions so far
-    seen: int = 0  # this epoch's images so far
-    seconds: float = 0.0  # this epoch's training seconds so far
-    metrics_rows: list[EpochRow] = field(default_factory=list)
-
-
-def train(
-    config: RunConfig,
-    out_dir: str | Path,
-    *,
-    name: str | None = None,
-    force: bool = False,
-    progress: Progress | None = None,
-    splits: Splits | None = None,
-    load_data: Callable[[DataConfig], Splits] = load_dataset_from_config,
-    record_refusal: bool = False,
-) -> RunResult:
-    """Train one run into `out_dir`, resuming it when it was interrupted.
-
-    A finished run (completed or diverged) is left alone unless `force`; a directory holding a
-    run with another config is refused with the differences. Divergence (a NaN or inf loss) is a
-    result: the run stops, is marked `diverged` with its step, and this returns normally.
-    `load_data` loads the splits unless `splits` are given (a study passes a cached loader, so
-    runs on the same data share them). The run trains on `config.train.threads` CPU threads.
-    Bad input is refused with an InputError before anything is written; one found while setting
-    up (data that does not load) removes the run directory this call created, unless
-    `record_refusal` (a study keeps the run's failed status for its report).
-    """
-    progress = progress or NullProgress()
-    # Bad input is refused before anything is written: no run directory, lock or status.
-    check_run_config(config)
-    run_dir = RunDirectory(out_dir)
-    name = name or run_dir.path.name
-    created = first_missing_ancestor(run_dir.path)
-    lock = run_dir.lock()
-    try:
-        remove_stale_temporaries(run_dir.path)  # a killed writer's; safe under the lock
-        resolved = config.model_dump(mode="json")
-        finished = _check_existing(run_dir, resolved, force, name, progress)
-        if finished is not None:
-            progress.message(f"{name}: already {finished.state}, left as it is "
-                             f"(use --force to train it again): {run_dir.path}")
-            return finished
-        if force:
-            _clear(run_dir)
-        with torch_threads(config.train.threads):
-            return _Trainer(config, run_dir, name, progress, splits, load_data).run()
-    except InputError:
-        # Refused while setting up (data that cannot load, ...): a directory this call created
-        # holds nothing worth keeping, so it goes again, unless a study wants the failed status.
-        if created is not None and not record_refusal and \
-                not run_dir.file(CHECKPOINT).exists():
-            lock.release()
-            shutil.rmtree(created, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
-
-
-def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any], force: bool, name: str,
-                    progress: Progress) -> RunResult | None:
-    """The result of a run already finished in `run_dir` (None: train or resume it); damaged
-    records are repaired by resuming (see `RunDirectory.finished_run`)."""
-    if force:
-        return None
-    finished = run_dir.finished_run(resolved, name, progress)
-    if finished is None:
-        return None
-    state, summary = finished
-    return RunResult(run_dir.path, state, summary.as_dict(), skipped=True)
-
-
-def _clear(run_dir: RunDirectory) -> None:
-    run_dir.clear(CHECKPOINT, PREVIOUS_CHECKPOINT)
 
 
 class _Diverged(Exception):
@@ -163,7 +61,7 @@ class _Diverged(Exception):
         self.row_kept = row_kept
 
 
-class _Trainer:
+class Trainer:
     """The state of one run while it trains; `run()` is the whole lifecycle."""
 
     def __init__(self, config: RunConfig, run_dir: RunDirectory, name: str, progress: Progress,
@@ -174,7 +72,7 @@ class _Trainer:
         self.progress = progress
         self.splits = splits
         self.load_data = load_data
-        self.position = _Position()
+        self.position = RunPosition()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -271,7 +169,7 @@ class _Trainer:
         set_rng_state(state["rng"])
         self.weight_distance.load_state_dict(state.get("weight_distance", []))
         rows = [EpochRow(**row) for row in state["metrics_rows"]]
-        self.position = _Position(**state["position"], metrics_rows=rows)
+        self.position = RunPosition(**state["position"], metrics_rows=rows)
         return True
 
     # -- the loop --------------------------------------------------------------------------
