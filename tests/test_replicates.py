@@ -228,3 +228,11 @@ def test_a_single_seed_study_says_it_cannot_separate_differences(tmp_path: Path)
     ("seed=3", "all seeds"), ("myseed=1", "myseed=1"), ("vgg_deep", "vgg_deep")])
 def test_strip_seed(name: str, stripped: str) -> None:
     assert strip_seed(name) == stripped
+
+
+def test_bounds_clip_the_interval_not_the_mean() -> None:
+    clipped = estimate([0.9, 1.0, 1.0], bounds=(0.0, 1.0))
+    free = estimate([0.9, 1.0, 1.0])
+    assert free.high > 1.0 and clipped.high == 1.0
+    assert clipped.centre == pytest.approx(free.centre) and clipped.low == pytest.approx(free.low)
+    assert clipped.values == free.values  # the test in compare() sees the raw seeds

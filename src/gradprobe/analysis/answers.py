@@ -4,6 +4,7 @@ connections and batch normalisation change, each computed from the study's numbe
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
@@ -17,7 +18,14 @@ from gradprobe.analysis.findings import (
 from gradprobe.analysis.format import fmt_r2, fmt_ratio, join_words, plural
 from gradprobe.analysis.groups import max_seeds, strip_seed, summarize_configurations
 from gradprobe.analysis.load import RunData, StudyData
-from gradprobe.analysis.replicates import Estimate, estimate, ratio_estimate
+from gradprobe.analysis.replicates import (
+    ACCURACY_BOUNDS,
+    Estimate,
+    Verdict,
+    compare,
+    estimate,
+    ratio_estimate,
+)
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, RunAnalysis
 
 
@@ -166,15 +174,21 @@ def _pair_sentences(pairs: Sequence[tuple[str, str]], summaries: Mapping[str, Ru
         return ratio_estimate([summaries[n].first.ratio for n in names])
 
     def accuracy(names: Sequence[str]) -> Estimate:
-        return estimate([summaries[n].best_val_acc for n in names])
+        return estimate([summaries[n].best_val_acc for n in names], bounds=ACCURACY_BOUNDS)
 
-    listed, closer, accuracy_texts = [], 0, []
+    def unevenness(names: Sequence[str]) -> Estimate:  # |log10 ratio|: 0 is perfectly even
+        return estimate([abs(math.log10(summaries[n].first.ratio)) for n in names
+                         if (summaries[n].first.ratio or 0) > 0])
+
+    listed, closer, beyond_noise, accuracy_texts = [], 0, 0, []
     for (a, b), members in twins.items():
         plain_runs, with_runs = [m[0] for m in members], [m[1] for m in members]
         a_ratio, b_ratio = ratios(plain_runs), ratios(with_runs)
         listed.append(f"{a} {group_findings.fmt(a_ratio)} against {b} "
                       f"{group_findings.fmt(b_ratio)}")
         closer += distance_from_one(b_ratio.centre) < distance_from_one(a_ratio.centre)
+        evenness = compare(unevenness(with_runs), unevenness(plain_runs))
+        beyond_noise += evenness.verdict is Verdict.LOWER
         a_acc, b_acc = accuracy(plain_runs), accuracy(with_runs)
         if a_acc.n and b_acc.n:
             accuracy_texts.append(group_findings.difference(
@@ -182,9 +196,12 @@ def _pair_sentences(pairs: Sequence[tuple[str, str]], summaries: Mapping[str, Ru
     sentences = [f"Runs that differ only in {differ}, first-epoch first-to-last ratio "
                  f"{without} against {with_}: {'; '.join(listed)}."]
     text = (f"The {with_} run's ratio is closer to 1 (more even gradient flow) in {closer} of "
-            f"{plural(len(twins), 'pair')}")
+            f"{plural(len(twins), 'pair')}, beyond seed-to-seed variation in {beyond_noise} "
+            "(Welch's test on the absolute log10 ratio)")
     if predicted:  # only where theory predicts more even flow (the identity path)
-        text += (", as predicted" if 2 * closer > len(twins)
+        text += (", as predicted" if 2 * beyond_noise > len(twins)
+                 else ", the predicted direction, but not beyond seed-to-seed variation"
+                 if 2 * closer > len(twins)
                  else ", so these data do not show the predicted benefit" if closer == 0
                  else ", so the data are mixed")
     return [*sentences, text + ".", *accuracy_texts]

@@ -14,13 +14,13 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from gradprobe.analysis.load import RunData, StudyData
-from gradprobe.analysis.replicates import Estimate, estimate, ratio_estimate
+from gradprobe.analysis.replicates import ACCURACY_BOUNDS, Estimate, estimate, ratio_estimate
 from gradprobe.analysis.summary import RunAnalysis, run_epoch_means
 from gradprobe.record import GradCol, RunState
 
@@ -130,21 +130,14 @@ def _same(values: Sequence[int | None]) -> int | None:
     return distinct.pop() if len(distinct) == 1 else None
 
 
-def _fraction(value: Estimate) -> Estimate:
-    """An accuracy's interval clipped to [0, 1]: the t-interval of two seeds can pass 100%."""
-    if not value.has_interval:
-        return value
-    return replace(value, low=max(value.low, 0.0), high=min(value.high, 1.0))
-
-
 def summarize_configuration(group: Configuration,
                             summaries: Mapping[str, RunAnalysis]) -> ConfigurationSummary:
     """Estimates of accuracy, ratios and decay over the group's runs."""
     items = [summaries[name] for name in group.runs]
     return ConfigurationSummary(
         name=group.name, runs=group.runs, states=tuple(s.state for s in items),
-        best_val_acc=_fraction(estimate([s.best_val_acc for s in items])),
-        test_acc=_fraction(estimate([s.test_acc for s in items])),
+        best_val_acc=estimate([s.best_val_acc for s in items], bounds=ACCURACY_BOUNDS),
+        test_acc=estimate([s.test_acc for s in items], bounds=ACCURACY_BOUNDS),
         ratio_first=ratio_estimate([s.first.ratio for s in items]),
         ratio_last=ratio_estimate([s.last.ratio for s in items]),
         factor_first=ratio_estimate([s.first.decay_per_layer for s in items]),

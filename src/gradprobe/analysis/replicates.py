@@ -27,6 +27,7 @@ from scipy import stats
 CONFIDENCE = 0.95  # the intervals' coverage
 SIGNIFICANCE = 0.05  # Welch's test level for calling a difference
 MIN_SEEDS_TO_COMPARE = 2  # per side: below this no variance can be estimated
+ACCURACY_BOUNDS = (0.0, 1.0)  # an accuracy's interval is clipped to its range
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,19 @@ def _t_interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def estimate(values: Sequence[float | None]) -> Estimate:
-    """Mean and t-interval of the finite `values` (n = how many were finite)."""
+def estimate(values: Sequence[float | None],
+             bounds: tuple[float, float] | None = None) -> Estimate:
+    """Mean and t-interval of the finite `values` (n = how many were finite).
+
+    `bounds` clips the interval to a quantity's range (an accuracy's [0, 1]: the t-interval of
+    three seeds can pass 100%); the mean and the test in `compare` use the values unclipped.
+    """
     finite = _finite(values)
     if not finite:
         return Estimate(math.nan, math.nan, math.nan, 0, False, ())
     mean, low, high = _t_interval(finite)
+    if bounds is not None and math.isfinite(low):
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Estimate(mean, low, high, len(finite), False, tuple(finite))
 
 
