@@ -101,8 +101,8 @@ def test_report_compares_twins(study: tuple[Path, dict[str, Path]]) -> None:
             "twin.residual 1 (n=1).") in text
     # one seed a side: the direction is counted, never called beyond seed-to-seed variation
     assert ("The residual run's ratio is closer to 1 (more even gradient flow) in 1 of 1 pair, "
-            "beyond seed-to-seed variation in 0 (Welch's test on the absolute log10 ratio), the predicted "
-            "direction, but not beyond seed-to-seed variation.") in text
+            "beyond seed-to-seed variation in 0 (Welch's test on the absolute log10 ratio), "
+            "the predicted direction, but not beyond seed-to-seed variation.") in text
     assert ("first-epoch first-to-last ratio without against batch-normalised: vgg\\_deep "
             "0.0625 (n=1) against vgg\\_bn 0.656 (n=1).") in text
     # one seed a side: the accuracy difference is stated but not called
