@@ -20,6 +20,17 @@ from torch import Tensor, nn
 Batch = tuple[Tensor, Tensor]
 
 
+def assert_same_frames(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Two tidy probe frames: the same rows, values equal to float32 precision."""
+    pd.testing.assert_frame_equal(
+        frame.drop(columns="value"), expected.drop(columns="value"), check_dtype=False
+    )
+    torch.testing.assert_close(
+        torch.tensor(frame["value"].to_numpy()), torch.tensor(expected["value"].to_numpy()),
+        rtol=1e-5, atol=1e-9,
+    )
+
+
 def first_tensor(output: object) -> Tensor:
     return output if isinstance(output, Tensor) else output[0]  # type: ignore[index]
 

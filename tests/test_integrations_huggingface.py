@@ -26,6 +26,7 @@ from torch import nn
 
 from gradprobe.integrations.huggingface import GradProbeTrainerCallback
 from gradprobe.probe import GradientProbe
+from probe_reference import assert_same_frames as assert_same
 
 SAMPLES, BATCH, ACCUMULATE, EPOCHS, CLIP = 16, 4, 2, 2, 0.01
 transformers.logging.set_verbosity_error()
@@ -90,16 +91,6 @@ def plain_loop() -> pd.DataFrame:
                 optimizer.zero_grad()
                 step += 1
     return probe.to_frame()
-
-
-def assert_same(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(
-        frame.drop(columns="value"), expected.drop(columns="value"), check_dtype=False
-    )
-    torch.testing.assert_close(
-        torch.tensor(frame["value"].to_numpy()), torch.tensor(expected["value"].to_numpy()),
-        rtol=1e-5, atol=1e-9,
-    )
 
 
 def test_callback_matches_plain_loop_before_clipping(tmp_path):

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from gradprobe.errors import InputError
 from gradprobe.integrations.lightning import GradProbeCallback
 from gradprobe.probe import GradientProbe
+from probe_reference import assert_same_frames as assert_same
 
 STEPS_PER_EPOCH, BATCH, EPOCHS = 4, 4, 2
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners
@@ -84,16 +85,6 @@ def plain_loop(accumulate: int = 1, clip: float | None = None) -> pd.DataFrame:
                 optimizer.zero_grad()
                 step += 1
     return probe.to_frame()
-
-
-def assert_same(frame: pd.DataFrame, expected: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(
-        frame.drop(columns="value"), expected.drop(columns="value"), check_dtype=False
-    )
-    torch.testing.assert_close(
-        torch.tensor(frame["value"].to_numpy()), torch.tensor(expected["value"].to_numpy()),
-        rtol=1e-5, atol=1e-9,
-    )
 
 
 def test_callback_matches_plain_loop_and_logs_and_saves(tmp_path):
