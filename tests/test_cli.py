@@ -35,6 +35,15 @@ def test_models_lists_the_zoo_with_parameter_counts(capsys: pytest.CaptureFixtur
     assert int(lines["vgg16"].replace(",", "")) > 14_714_688  # the conv stack plus the head
 
 
+@pytest.mark.timeout(60)
+def test_models_listing_counts_any_width_without_allocating(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # width 64 would be ~64^2 x 15M parameters for vgg16: counted on the meta device, not built
+    assert main(["models", "--width", "64"]) == 0
+    lines = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert int(lines["vgg16"].replace(",", "")) > 4_000 * 14_714_688
+
+
 def test_models_name_prints_the_layer_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "vgg16", "--width", "0.25", "--image-size", "32"]) == 0
     out = capsys.readouterr().out

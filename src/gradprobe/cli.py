@@ -234,8 +234,11 @@ def _models(args: argparse.Namespace) -> int:
     # Depth, stem and residual are options of some families only: each family uses its own.
     family_options = {k: v for k, v in model.builder_options().items()
                       if k not in ("stem", "depth", "residual")}
+    import torch
+
     for name in list_models():
-        built = build_model(name, num_classes=zoo.num_classes, **family_options)
+        with torch.device("meta"):  # counted, never allocated: any --width is free to list
+            built = build_model(name, num_classes=zoo.num_classes, **family_options)
         print(f"{name:<16}{count_parameters(built):>14,}")
     return EXIT_OK
 
