@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from gradprobe.metrics import MODEL_LAYER, default_metrics, metric_info
-from gradprobe.metrics import list_metrics as catalog_metrics
+from gradprobe.metrics import list_metrics as catalog_all
+from gradprobe.metrics import probe_metrics as catalog_metrics
 from gradprobe.probe import DEFAULT_METRICS, GradientProbe, list_metrics
 from probe_reference import assert_matches, float64_reference
 
@@ -51,6 +52,10 @@ class TinyAttention(nn.Module):
 
 def test_catalog_is_the_probe_catalog() -> None:
     assert list_metrics()[: len(catalog_metrics())] == catalog_metrics()
+    # the trainer's own metric is in the catalog, and the probe leaves it out by its source
+    trainer_only = [m for m in catalog_all() if m not in catalog_metrics()]
+    assert trainer_only == ["weight_distance"]
+    assert metric_info("weight_distance").source == "weights"
     assert default_metrics() == DEFAULT_METRICS
     assert metric_info("update_ratio").needs_optimizer
     assert not metric_info("global_grad_norm").per_layer
