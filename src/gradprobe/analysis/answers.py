@@ -24,6 +24,7 @@ from gradprobe.analysis.replicates import (
     Verdict,
     compare,
     estimate,
+    format_estimate,
     ratio_estimate,
 )
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, RunAnalysis
@@ -184,8 +185,8 @@ def _pair_sentences(pairs: Sequence[tuple[str, str]], summaries: Mapping[str, Ru
     for (a, b), members in twins.items():
         plain_runs, with_runs = [m[0] for m in members], [m[1] for m in members]
         a_ratio, b_ratio = ratios(plain_runs), ratios(with_runs)
-        listed.append(f"{a} {group_findings.fmt(a_ratio)} against {b} "
-                      f"{group_findings.fmt(b_ratio)}")
+        listed.append(f"{a} {format_estimate(a_ratio)} against {b} "
+                      f"{format_estimate(b_ratio)}")
         closer += distance_from_one(b_ratio.centre) < distance_from_one(a_ratio.centre)
         evenness = compare(unevenness(with_runs), unevenness(plain_runs))
         beyond_noise += evenness.verdict is Verdict.LOWER

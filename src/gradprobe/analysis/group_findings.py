@@ -16,15 +16,12 @@ SINGLE_SEED_NOTE = ("Each configuration ran with one seed, so no difference betw
                     "study with `seeds: [0, 1, 2]` to test them.")
 
 
-def fmt(value: Estimate, *, percent: bool = False) -> str:
-    return format_estimate(value, percent=percent)
-
-
 def difference(first: str, a: Estimate, second: str, b: Estimate, *, what: str,
                percent: bool = False) -> str:
     """"{what}: A x [..] (n=3) against B y [..] (n=3), higher beyond seed-to-seed variation
     (Welch p = 0.004)" -- or within that variation, or not separable with one seed."""
-    text = f"{what}: {first} {fmt(a, percent=percent)} against {second} {fmt(b, percent=percent)}"
+    text = (f"{what}: {first} {format_estimate(a, percent=percent)} against {second} "
+            f"{format_estimate(b, percent=percent)}")
     if a.n == 0 or b.n == 0:
         return text + "."
     result = compare(a, b)
@@ -52,7 +49,7 @@ def accuracy_sentences(groups: Sequence[ConfigurationSummary]) -> list[str]:
     if not scored:
         return []
     sentences = [("Best validation accuracy, mean over seeds [95% interval], highest first: "
-                  + join_words([f"{g.name} {fmt(g.best_val_acc, percent=True)}"
+                  + join_words([f"{g.name} {format_estimate(g.best_val_acc, percent=True)}"
                                 for g in scored]) + ".")]
     if len(scored) > 1:
         top, second = scored[0], scored[1]
@@ -69,7 +66,7 @@ def flow_sentences(groups: Sequence[ConfigurationSummary]) -> list[str]:
     for group in groups:
         if group.ratio_first.n:
             by_verdict.setdefault(_flow_verdict(group), []).append(
-                f"{group.name} {fmt(group.ratio_first)}")
+                f"{group.name} {format_estimate(group.ratio_first)}")
     if not by_verdict:
         return ["No run here recorded usable gradient data, so gradient flow cannot be compared."]
     parts = [f"{name}: {join_words(items)}" for name, items in sorted(by_verdict.items())]
@@ -83,7 +80,8 @@ def experiment_findings(groups: Sequence[ConfigurationSummary]) -> list[str]:
     flow = [g for g in groups if g.ratio_first.n]
     if flow:
         sentences.append("First-to-last ratio at the first epoch: " + join_words(
-            [f"{fmt(g.ratio_first)} ({_flow_verdict(g)}) with {g.name}" for g in flow]) + ".")
+            [f"{format_estimate(g.ratio_first)} ({_flow_verdict(g)}) with {g.name}"
+             for g in flow]) + ".")
         verdicts = {_flow_verdict(g) for g in flow}
         if len(flow) > 1 and len(verdicts) == 1:
             every = "both" if len(flow) == 2 else f"all {len(flow)}"

@@ -16,7 +16,7 @@ from gradprobe.analysis.groups import (
     summarize_configurations,
 )
 from gradprobe.analysis.load import StudyData
-from gradprobe.analysis.replicates import Verdict, compare, ratio_estimate
+from gradprobe.analysis.replicates import Verdict, compare, format_estimate, ratio_estimate
 from gradprobe.analysis.summary import RunAnalysis
 from gradprobe.analysis.text import Block, bullets, p
 
@@ -60,8 +60,8 @@ def learning_sentences(study: StudyData, summaries: Mapping[str, RunAnalysis],
         if first.centre < last.centre:
             moved_less.append(f"{group.name} {result.factor:.3g}×")
         text = (f"In {group.name}, by the last epoch the conv layer nearest the input "
-                f"({layers[0]}) has moved {group_findings.fmt(first)} of its initial weight norm, "
-                f"the one nearest the output ({layers[1]}) {group_findings.fmt(last)} "
+                f"({layers[0]}) has moved {format_estimate(first)} of its initial weight norm, "
+                f"the one nearest the output ({layers[1]}) {format_estimate(last)} "
                 f"(geometric means over seeds)")
         if result.verdict is Verdict.LOWER:
             slowest.append(group.name)
@@ -105,7 +105,7 @@ def _experiment_bullet(title: str, groups: Sequence[ConfigurationSummary]) -> st
     if len(flow) > 1:
         low = min(flow, key=lambda g: g.ratio_first.centre)
         text += (f" Smallest first-epoch first-to-last ratio: {low.name} "
-                 f"{group_findings.fmt(low.ratio_first)}.")
+                 f"{format_estimate(low.ratio_first)}.")
     return text
 
 
