@@ -9,7 +9,6 @@ a damaged record is rebuilt exactly from the run's checkpoint, or refused naming
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from checkout import checkout_env
 from gradprobe import record
 from gradprobe.cli import main
 from gradprobe.record.io import REBUILDABLE
@@ -38,7 +38,6 @@ TRAIN = ["train", "--model", "mlp", "--image-size", "8", "--images-per-class", "
 RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
              record.GRADIENTS_FILE, "checkpoint.pt")
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 Snapshot = dict[str, tuple[int, int]]
 
 
@@ -230,7 +229,7 @@ def test_exit_code_and_message_through_python_dash_m(tmp_path: Path) -> None:
     spec.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
     result = subprocess.run([sys.executable, "-m", "gradprobe", "study", str(spec), "--out",
                              str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(SRC)}, check=False)
+                            env=checkout_env(), check=False)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"gradprobe study: error: {spec} is not a UTF-8 text file")
     assert "Traceback" not in result.stderr

@@ -24,6 +24,7 @@ import torch
 import transformers
 from torch import nn
 
+from checkout import TESTS, checkout_env
 from gradprobe.integrations.huggingface import GradProbeTrainerCallback
 from gradprobe.probe import GradientProbe
 from probe_reference import assert_same_frames as assert_same
@@ -136,8 +137,7 @@ def test_two_process_ddp_reads_the_averaged_gradients(tmp_path):
     """2 CPU ranks (torchrun, gloo): the callback records after DDP's all-reduce, not before."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT, encoding="utf-8")
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests)])}
+    tests, env = TESTS, checkout_env(TESTS)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", str(script), str(tmp_path), str(tests)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,

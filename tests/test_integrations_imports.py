@@ -3,20 +3,17 @@ which pip command installs it. Run in subprocesses so this test's own imports ca
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+from checkout import checkout_env
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=checkout_env(), timeout=120, check=False)
 
 
 def test_import_gradprobe_imports_no_framework():

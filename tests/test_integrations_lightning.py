@@ -9,10 +9,8 @@ test runs Lightning's own `strategy="ddp"` launcher in a subprocess (2 CPU ranks
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning
 import pandas as pd
@@ -22,6 +20,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from checkout import TESTS, checkout_env
 from gradprobe.errors import InputError
 from gradprobe.integrations.lightning import GradProbeCallback
 from gradprobe.probe import GradientProbe
@@ -203,8 +202,7 @@ def test_two_process_ddp_matches_a_single_process_on_the_global_batch(tmp_path):
     """2 CPU processes (gloo), each half of every batch: the tables equal one process's."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT, encoding="utf-8")
-    tests = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests)])}
+    tests, env = TESTS, checkout_env(TESTS)
     result = subprocess.run([sys.executable, str(script), str(tmp_path), str(tests)], env=env,
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from checkout import checkout_env
 from gradprobe.errors import InputError
 from gradprobe.probe import GradientProbe
 from gradprobe.probe.stream import PARTS_SUFFIX, read_streamed
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 METRICS = ("weight_grad_norm", "weight_grad_rms", "output_grad_norm", "update_ratio")
 
 
@@ -145,7 +144,7 @@ def test_importing_the_probe_loads_neither_plots_nor_parquet_nor_analysis():
     code = ("import sys, gradprobe.probe; print(sorted(m for m in ('matplotlib', "
             "'pyarrow.parquet', 'gradprobe.analysis') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+                          check=True, env=checkout_env())
     assert done.stdout.strip() == "[]"
 
 
