@@ -69,7 +69,7 @@ def write_run(
     model: dict | None = None, model_info: dict | None = None,
     metrics: Sequence[str] = ("weight_grad_norm", "output_grad_norm"),
     files: Sequence[str] = ("config", "status", "metrics", "gradients", "summary"),
-    seed: int = 0,
+    seed: int = 0, train_loss: Sequence[float] | None = None,
 ) -> Path:
     """Write one run directory. A diverged run's gradients stop at `diverged_step` (NaN there)
     and its last metrics row holds NaN losses, as the trainer writes them."""
@@ -112,7 +112,8 @@ def write_run(
     epochs_done = epochs if diverged_step is None else diverged_step // steps_per_epoch + 1
     metric_rows = []
     for epoch in range(1, epochs_done + 1):
-        loss, acc = 1.0 / epoch, val_acc[epoch - 1]
+        loss = train_loss[epoch - 1] if train_loss is not None else 1.0 / epoch
+        acc = val_acc[epoch - 1]
         if diverged_step is not None and epoch == epochs_done:
             loss, acc = math.nan, math.nan
         metric_rows.append(EpochRow(epoch=epoch, train_loss=loss, train_acc=acc,
@@ -142,14 +143,126 @@ def write_run(
 
 
 def write_study(root: Path, run_names: Sequence[str], *, comparison: Sequence[str] = (),
-                experiments: Sequence[dict] = (), title: str | None = None) -> Path:
+                experiments: Sequence[dict] = (), title: str | None = None,
+                configurations: dict[str, str] | None = None) -> Path:
+    """study.yaml; `configurations` maps a run to the configuration name `gradprobe study`
+    records for it (runs that differ only by seed share one)."""
+    configurations = configurations or {}
     spec: dict = {"name": "hand-built", "preset": "smoke",
                   "data": {"dataset": "synthetic", "image_size": 32}, "train": {"epochs": 3},
                   "experiments": list(experiments),
-                  "runs": [{"name": name} for name in run_names]}
+                  "runs": [{"name": name, **({"configuration": configurations[name]}
+                                             if name in configurations else {})}
+                           for name in run_names]}
     if title:
         spec["title"] = title
     if comparison:
         spec["comparison"] = {"title": "Compared models", "runs": list(comparison)}
     record.write_study_file(root, spec)
+    return root
+
+
+def write_configuration(root: Path, name: str, seeds: Sequence[int] = (0, 1, 2),
+                        **run: object) -> dict[str, str]:
+    """One configuration trained under `seeds`: runs "<name>,seed=<s>" in root/runs, each
+    written by `write_run(**run)`; a callable `norm_of` may take the seed as a sixth argument.
+    Returns run name -> configuration name, as study.yaml records it."""
+    written = {}
+    norm_of = run.pop("norm_of", None)
+    for seed in seeds:
+        arguments = dict(run)
+        if norm_of is not None:
+            arguments["norm_of"] = (lambda d, k, e, s, m, seed=seed: norm_of(d, k, e, s, m, seed)
+                                    ) if _takes_seed(norm_of) else norm_of
+        write_run(root / "runs", f"{name},seed={seed}", seed=seed, **arguments)  # type: ignore[arg-type]
+        written[f"{name},seed={seed}"] = name
+    return written
+
+
+def _takes_seed(function: object) -> bool:
+    import inspect
+
+    return len(inspect.signature(function).parameters) == 6  # type: ignore[arg-type]
+
+
+def healthy_then_vanishing(top: int, last_epoch: int) -> NormOf:
+    """Even flow (every layer 1) until the last epoch, then halving per layer towards the input:
+    healthy at step 0 and the first epoch, vanishing (2**-top) at the last."""
+    return lambda depth, kind, epoch, step, metric: (
+        2.0 ** (depth - top) if epoch == last_epoch else 1.0)
+
+
+def write_default_like_study(root: Path, epochs: int = 4) -> Path:
+    """A study shaped like the built-in default: a comparison of three models (vgg_deep at
+    chance, healthy at the first epoch and vanishing at the last), a batch-norm experiment whose
+    batch-normalised variant explodes at step 0, an init/activation grid of six, and depth
+    8/20/32 with plain and residual twins; three seeds each, ten classes."""
+    classes = tuple(str(c) for c in range(10))
+    learn = [min(0.95, 0.4 + 0.15 * e) for e in range(epochs)]
+    chance = [0.1, 0.11, 0.09, 0.1, 0.1, 0.1, 0.1][:epochs]
+    flat = [2.30] * epochs
+    configs: dict[str, str] = {}
+    common = {"epochs": epochs, "classes": classes, "steps_per_epoch": 3}
+
+    def add(name: str, **run: object) -> list[str]:
+        found = write_configuration(root, name, **common, **run)  # type: ignore[arg-type]
+        configs.update(found)
+        return list(found)
+
+    deep = add("vgg_deep", layers=vgg_layers(8), val_acc=chance, train_loss=flat,
+               norm_of=healthy_then_vanishing(7, epochs))
+    vgg16 = add("vgg16", layers=vgg_layers(6), val_acc=learn, model={"name": "vgg16"},
+                norm_of=lambda d, k, e, s, m: 0.9 ** (5 - d))
+    res = add("resnet18", layers=resnet_layers(), val_acc=learn,
+              model={"name": "resnet18", "norm": "batch"},
+              model_info={"family": "resnet", "residual": True, "norm": "batch"},
+              norm_of=lambda d, k, e, s, m: 1.0)
+    bn = add("batch-norm.norm=batch", layers=vgg_layers(8), val_acc=learn,
+             model={"norm": "batch"}, model_info={"norm": "batch"},
+             norm_of=lambda d, k, e, s, m: 2.0 ** (7 - d) if s == 0 else 1.0)
+    experiments = [{"name": "batch-norm", "title": "Batch normalisation in VGG-Deep",
+                    "question": "Does batch norm change the flow?",
+                    "axes": {"norm": ["none", "batch"]}, "runs": deep + bn,
+                    "labels": {**{n: "norm=none" for n in deep}, **{n: "norm=batch" for n in bn}}}]
+    grid, labels = [], {}
+    for init in ("default", "kaiming", "xavier"):
+        for activation in ("relu", "tanh"):
+            label = f"init={init},activation={activation}"
+            if (init, activation) == ("kaiming", "relu"):
+                runs = deep
+            else:
+                factor = {"default": 0.5, "kaiming": 0.95, "xavier": 0.8}[init]
+                runs = add(f"init-activation.{label}", layers=vgg_layers(8),
+                           val_acc=chance if init == "default" else learn,
+                           model={"init": init, "activation": activation},
+                           model_info={"init": init, "activation": activation},
+                           norm_of=lambda d, k, e, s, m, f=factor: f ** (7 - d))
+            grid += runs
+            labels.update({n: label for n in runs})
+    experiments.append({"name": "init-activation", "title": "Initialisation and activation",
+                        "question": "How do init and activation change the flow?",
+                        "axes": {"init": ["default", "kaiming", "xavier"],
+                                 "activation": ["relu", "tanh"]},
+                        "runs": grid, "labels": labels})
+    depth_runs, depth_labels = [], {}
+    for depth in (8, 20, 32):
+        for residual in (False, True):
+            label = f"depth={depth},residual={str(residual).lower()}"
+            decay = 1.0 if residual else 0.97
+            accuracy = learn if residual or depth == 8 else [a - 0.01 * depth for a in learn]
+            runs = add(f"depth.{label}", layers=vgg_layers(6), val_acc=accuracy,
+                       model={"name": "resnet" if residual else "plain", "depth": depth,
+                              "norm": "batch"},
+                       model_info={"family": "resnet" if residual else "plain",
+                                   "residual": residual, "norm": "batch"},
+                       norm_of=lambda d, k, e, s, m, f=decay ** depth: f ** (5 - d))
+            depth_runs += runs
+            depth_labels.update({n: label for n in runs})
+    experiments.append({"name": "depth", "title": "Depth, with and without residual connections",
+                        "question": "Do plain nets degrade with depth where residual ones do "
+                                    "not?", "axes": {"depth": [8, 20, 32],
+                                                     "residual": [False, True]},
+                        "runs": depth_runs, "labels": depth_labels})
+    write_study(root, list(configs), comparison=deep + vgg16 + res, experiments=experiments,
+                title="A study like the default", configurations=configs)
     return root

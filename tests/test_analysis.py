@@ -77,7 +77,7 @@ def test_equal_norms_are_healthy_with_a_perfect_flat_fit(tmp_path: Path) -> None
     ("ratio", "expected"),
     [(0.0, "vanishing"), (0.0999, "vanishing"), (0.1, "healthy"), (1.0, "healthy"),
      (10.0, "healthy"), (10.01, "exploding"), (math.inf, "exploding"),
-     (math.nan, "undetermined"), (None, "undetermined")],
+     (math.nan, "no verdict"), (None, "no verdict")],
 )
 def test_verdict_thresholds(ratio: float | None, expected: str) -> None:
     assert (VERDICT_THRESHOLDS.vanishing_below, VERDICT_THRESHOLDS.exploding_above) == (0.1, 10.0)
@@ -227,7 +227,7 @@ def test_load_run_tolerates_missing_and_broken_files(tmp_path: Path) -> None:
     assert run.summary is None
     assert any("status.json" in problem for problem in run.problems)
     summary = summarize_run(run)
-    assert summary.first.verdict == "undetermined" and summary.first.ratio is None
+    assert summary.first.verdict == "no verdict" and summary.first.ratio is None
     assert summary.best_val_acc is None and summary.epochs_to_target is None
 
     empty = tmp_path / "empty"

@@ -11,14 +11,10 @@ from matplotlib.figure import Figure
 
 from fakes import vgg_layers, write_run, write_study
 from gradprobe import record
-from gradprobe.analysis import load_study, summarize_run, write_report
+from gradprobe.analysis import load_study, write_report
+from gradprobe.analysis.configurations import group_runs, strip_seed
 from gradprobe.analysis.figures import compare as compare_figures
-from gradprobe.analysis.group_findings import SINGLE_SEED_NOTE, difference
-from gradprobe.analysis.groups import (
-    group_configurations,
-    strip_seed,
-    summarize_configurations,
-)
+from gradprobe.analysis.questions.common import accuracy_difference
 from gradprobe.analysis.replicates import (
     Verdict,
     compare,
@@ -26,6 +22,7 @@ from gradprobe.analysis.replicates import (
     format_estimate,
     ratio_estimate,
 )
+from gradprobe.analysis.study import build
 
 T_975_DF2 = 4.302652729911275  # Student t quantile, 0.975, 2 degrees of freedom (tables)
 
@@ -35,7 +32,7 @@ def test_mean_and_t_interval() -> None:
     half = T_975_DF2 * 0.1 / math.sqrt(3)  # s = 0.1
     assert value.n == 3 and value.centre == pytest.approx(0.9)
     assert (value.low, value.high) == pytest.approx((0.9 - half, 0.9 + half))
-    assert format_estimate(value, percent=True) == "90.0% [65.2, 114.8] (n=3)"
+    assert format_estimate(value, percent=True) == "90.0% [65.2, 114.8]"
 
 
 def test_geometric_mean_and_log_interval() -> None:
@@ -49,8 +46,8 @@ def test_geometric_mean_and_log_interval() -> None:
 def test_one_seed_has_no_interval() -> None:
     value = estimate([0.7])
     assert value.n == 1 and not value.has_interval and math.isnan(value.low)
-    assert format_estimate(value, percent=True) == "70.0% (n=1)"
-    assert format_estimate(estimate([])) == "n/a (n=0)"
+    assert format_estimate(value, percent=True) == "70.0%"
+    assert format_estimate(estimate([])) == "n/a"
 
 
 def test_welch_p_value_matches_a_worked_example() -> None:
@@ -123,62 +120,50 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_runs_that_differ_only_by_seed_form_one_configuration(replicated: Path) -> None:
     study = load_study(replicated)
-    groups = group_configurations(study)
-    assert [(g.name, g.seeds) for g in groups] == [("vgg_deep", (0, 1, 2)), ("vgg_bn", (0, 1, 2))]
-    labels = {n: "x" if n.startswith("vgg_deep") else "y" for n in study.runs}
-    assert [g.name for g in group_configurations(study, labels=labels)] == ["x", "y"]
+    assert [(name, len(runs)) for name, runs in group_runs(study)] == [("vgg_deep", 3),
+                                                                      ("vgg_bn", 3)]
+    assert [c.seeds for c in build(study).configurations] == [(0, 1, 2), (0, 1, 2)]
     # the same config under the same seed is not a replicate: each run stays its own
     for name in ("p", "q"):
         write_run(replicated / "other" / "runs", name)
     write_study(replicated / "other", ["p", "q"])
-    assert [g.runs for g in group_configurations(load_study(replicated / "other"))] == [
+    assert [runs for _, runs in group_runs(load_study(replicated / "other"))] == [
         ("p",), ("q",)]
 
 
 def test_configuration_numbers_match_a_naive_computation(replicated: Path) -> None:
-    study = load_study(replicated)
-    summaries = {name: summarize_run(run) for name, run in study.runs.items()}
-    deep, bn = summarize_configurations(study, summaries)
+    deep, bn = build(load_study(replicated)).configurations
     mean, low, high = _t_interval(BEST_A)
     assert (deep.best_val_acc.centre, deep.best_val_acc.low, deep.best_val_acc.high) == \
         pytest.approx((mean, low, high))
     assert deep.test_acc.centre == pytest.approx(mean)  # the fakes test at the last epoch
     logs = tuple(4 * math.log10(f) for f in FACTOR_A)  # ratio first/last conv = f ** 4
     log_mean, log_low, log_high = _t_interval(logs)
-    assert (deep.ratio_first.centre, deep.ratio_first.low, deep.ratio_first.high) == \
+    first = deep.ratio("weight_grad_norm", "first")
+    assert (first.centre, first.low, first.high) == \
         pytest.approx((10 ** log_mean, 10 ** log_low, 10 ** log_high))
-    db = tuple(10 * math.log10(f) for f in FACTOR_A)  # dB per layer going back
-    assert deep.db_first.centre == pytest.approx(sum(db) / 3)
-    assert bn.ratio_first.centre == pytest.approx(1.0) and bn.ratio_first.n == 3
+    # every step has the same profile, so step 0 and the last epoch agree with the first
+    for point in ("step0", "last"):
+        assert deep.ratio("weight_grad_norm", point).centre == pytest.approx(10 ** log_mean)
+    assert bn.ratio("weight_grad_norm", "first").centre == pytest.approx(1.0)
+    assert bn.ratio("weight_grad_norm", "first").n == 3
 
 
-def test_tables_and_findings_give_intervals_and_call_differences_by_the_rule(
-        replicated: Path) -> None:
+def test_tables_give_intervals_and_differences_are_called_by_the_rule(replicated: Path) -> None:
     text = (replicated / "report.md").read_text(encoding="utf-8")
     mean, low, high = _t_interval(BEST_A)
-    cell = f"{100 * mean:.1f}% \\[{100 * low:.1f}, {100 * high:.1f}\\] (n=3)"  # escaped
-    assert f"| vgg\\_deep | 3 | 3 completed | {cell} |" in text
+    cell = f"{100 * mean:.1f}% \\[{100 * low:.1f}, {100 * high:.1f}\\]"  # escaped brackets
+    assert f"| vgg\\_deep | 3 | {cell}" in text
+    assert "(n=3)" not in text  # n goes in the table, not after every number
+    deep, bn = build(load_study(replicated)).configurations
     # BEST_B against BEST_A: Welch's t = 8.4 on ~2.6 degrees of freedom, p ~ 0.005
-    assert ("vgg\\_bn is higher (+27.0 points), beyond seed-to-seed variation (Welch p = "
-            in text)
-    key = text.split("## Key findings")[1].split("## How the numbers")[0]
-    assert "2 configurations, each trained with up to 3 seeds" in key
-    assert 5 <= key.count("\n- ") <= 8
-    # the input side moved f**4 as far as the output side: slowest, beyond seed variation
-    assert "the input side learned slowest" in text
-    assert ("moved less from its initial weights than the one nearest the output in 1 of the 2 "
-            "compared configurations (vgg\\_deep 0.125× as far); beyond seed-to-seed variation "
-            "in 1 (vgg\\_deep).") in key
-    # the rule is stated (Markdown escapes "<" as &lt;)
-    assert "Welch's t-test (unequal variances; on log10 for ratios) gives p &lt; 0.05" in text
+    assert accuracy_difference(bn, deep) == "+27.0 points, beyond seed-to-seed variation"
 
 
 def test_overlapping_seeds_are_within_seed_to_seed_variation() -> None:
-    first, second = estimate([0.60, 0.80, 0.70]), estimate([0.65, 0.75, 0.72])
-    sentence = difference("a", first, "b", second, what="Accuracy", percent=True)
-    assert "within seed-to-seed variation" in sentence
-    assert "cannot be separated from noise" in difference(
-        "a", estimate([0.6]), "b", estimate([0.9]), what="Accuracy", percent=True)
+    assert compare(estimate([0.60, 0.80, 0.70]), estimate([0.65, 0.75, 0.72])).verdict \
+        is Verdict.WITHIN_NOISE
+    assert compare(estimate([0.6]), estimate([0.9])).verdict is Verdict.TOO_FEW_SEEDS
 
 
 def _captured_figure(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
@@ -193,7 +178,7 @@ def test_figures_draw_a_band_only_for_replicates(replicated: Path, tmp_path: Pat
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  replicates: bool) -> None:
     study = load_study(replicated)
-    groups = {g.name: [study.runs[n] for n in g.runs] for g in group_configurations(study)}
+    groups = {name: [study.runs[n] for n in runs] for name, runs in group_runs(study)}
     if not replicates:
         groups = {name: runs[:1] for name, runs in groups.items()}
     captured = _captured_figure(monkeypatch)
@@ -209,17 +194,15 @@ def test_figures_draw_a_band_only_for_replicates(replicated: Path, tmp_path: Pat
         assert bool(bands) is replicates
 
 
-def test_a_single_seed_study_says_it_cannot_separate_differences(tmp_path: Path) -> None:
+def test_a_single_seed_study_never_calls_a_difference(tmp_path: Path) -> None:
     for name, best in (("a", 0.6), ("b", 0.9)):
         write_run(tmp_path / "runs", name, val_acc=[0.3, 0.5, best],
                   model={"name": name}, metrics=METRICS)
     write_study(tmp_path, ["a", "b"], comparison=["a", "b"])
     text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
-    key = text.split("## Key findings")[1].split("## How the numbers")[0]
-    assert SINGLE_SEED_NOTE.split(",")[0] in key  # "Each configuration ran with one seed"
-    assert "cannot be separated from noise with fewer than two seeds a side" in text
+    a, b = build(load_study(tmp_path)).configurations
+    assert accuracy_difference(b, a) == "+30.0 points, one seed: not separable from noise"
     assert "beyond seed-to-seed variation" not in text
-    assert "with one seed each, none of these differences can be separated from noise" in key
 
 
 @pytest.mark.parametrize(("name", "stripped"), [

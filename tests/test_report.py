@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from gradprobe import record
 from gradprobe.analysis import load_study, summarize_run, write_report
 from gradprobe.analysis.format import fmt_pct, fmt_ratio
 from gradprobe.analysis.render import markdown_escape
-from gradprobe.analysis.tables import dataset_facts
 from gradprobe.errors import InputError
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -62,9 +60,11 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pat
 def test_report_files_and_figures_exist(study: tuple[Path, dict[str, Path]]) -> None:
     root, written = study
     assert (written["md"], written["html"]) == (root / "report.md", root / "report.html")
+    assert written["analysis"] == root / record.ANALYSIS_FILE
     figures = [key for key in written if key.startswith("figures/")]
-    # 3 per compared model, depth profile, curves, one experiment, the all-runs overview
-    assert len(figures) == 3 * 3 + 2 + 1 + 1, figures
+    # headline, output-gradient overview, one all-layers per compared model, depth profile,
+    # curves, one experiment, a heat map per compared model
+    assert len(figures) == 2 + 3 + 2 + 1 + 3, figures
     for key, path in written.items():
         assert path.stat().st_size > 0
         if key.endswith(".png"):
@@ -74,58 +74,26 @@ def test_report_files_and_figures_exist(study: tuple[Path, dict[str, Path]]) -> 
     assert not list((root / "figures").glob("*.tmp"))  # atomic writes leave no debris
 
 
-def test_report_states_the_measured_numbers(study: tuple[Path, dict[str, Path]]) -> None:
+def test_report_sections_come_in_the_assignment_order(study: tuple[Path, dict[str, Path]]
+                                                      ) -> None:
     text = (study[0] / "report.md").read_text(encoding="utf-8")
-    # vgg_deep halves per layer over 5 conv layers: ratio 1/16, 0.5 per layer, -3.01 dB
-    assert ("vgg\\_deep at epoch 1, features.0 (depth 0)'s weight-gradient L2 norm is 0.0625× "
-            "that of features.8 (depth 4)") in text
-    assert "by a factor of 0.5 per layer going back towards the input (-3.01 dB per layer, " \
-           "R² = 1.000); verdict from the first-to-last ratio: vanishing." in text
-    assert "halving is -3.01 dB per layer" in text  # the dB definition is stated
-    assert "vanishing if the ratio is below 0.1, exploding if it is above 10" in text
-    # one seed: the configuration table gives the value and n=1, no interval
-    assert "| vgg16 | 1 | 1 completed | 70.0% (n=1) |" in text
-    assert "0.512 (n=1), epoch 1" in text  # 0.8 ** 3
-    for heading in ("Steps 1–2", "Step 3", "Step 4", "Step 5", "Step 6", "(a)", "(b)", "(c)",
-                    "(d)", "(e)", "(f) References"):
-        assert heading in text
-    for reference in ("Simonyan", "Glorot", "Ioffe", "Veit", "Balduzzi", "Yang", "Santurkar",
+    headings = ["## Setup and results", "## Key findings", "## Step 3", "## Step 4",
+                "## Step 5", "## Step 6", "### (a)", "### (b)", "### (c)", "### (d)", "### (e)",
+                "### (f) References", "## Appendix"]
+    positions = [text.index(heading) for heading in headings]
+    assert positions == sorted(positions)
+    for reference in ("Glorot", "Ioffe", "Veit", "Balduzzi", "Yang", "Santurkar",
                       "Identity Mappings", "Deep Residual Learning", "PyTorch", "Matplotlib",
                       "pandas"):
         assert reference in text
 
 
-def test_report_compares_twins(study: tuple[Path, dict[str, Path]]) -> None:
+def test_report_states_the_measured_numbers(study: tuple[Path, dict[str, Path]]) -> None:
     text = (study[0] / "report.md").read_text(encoding="utf-8")
-    assert ("first-epoch first-to-last ratio plain against residual: twin.plain 8 (n=1) against "
-            "twin.residual 1 (n=1).") in text
-    # one seed a side: the direction is counted, never called beyond seed-to-seed variation
-    assert ("The residual run's ratio is closer to 1 (more even gradient flow) in 1 of 1 pair, "
-            "beyond seed-to-seed variation in 0 (Welch's test on the absolute log10 ratio), "
-            "the predicted direction, but not beyond seed-to-seed variation.") in text
-    assert ("first-epoch first-to-last ratio without against batch-normalised: vgg\\_deep "
-            "0.0625 (n=1) against vgg\\_bn 0.656 (n=1).") in text
-    # one seed a side: the accuracy difference is stated but not called
-    assert ("Best validation accuracy: twin.residual 70.0% (n=1) against twin.plain 70.0% (n=1); "
-            "the difference (+0.0 points) cannot be separated from noise") in text
-    # Yang et al.: plain nets with batch norm, gradients at initialisation
-    assert ("(ratio above 1) in plain batch-normalised twin.plain (8); not in vgg\\_bn (0.656). "
-            "That growth towards the input is what Yang et al. (2019) predict") in text
-    assert "Among the study's other 5 runs, 1 shows vanishing gradients: " \
-           "act.activation=sigmoid (0.0156)." in text
-
-
-def test_report_says_diverged_and_failed_plainly(study: tuple[Path, dict[str, Path]]) -> None:
-    root, _ = study
-    for name in ("report.md", "report.html"):
-        text = (root / name).read_text(encoding="utf-8")
-        assert "diverged at step 6 (loss became NaN)" in text
-        assert "failed:" in text and "out of memory" in text
-    markdown = (root / "report.md").read_text(encoding="utf-8")
-    # the experiment's finding still compares both variants, diverged one included
-    assert re.search(r"activation=sigmoid \(act\.activation=sigmoid\) diverged at step 6", markdown)
-    assert re.search(r"0\.729 \(n=1\) \(healthy\) with activation=relu and 0\.0156 \(n=1\) "
-                     r"\(vanishing\) with activation=sigmoid", markdown)
+    # vgg_deep halves per layer over 5 conv layers: ratio 1/16 at every point, both metrics
+    assert "| vgg\\_deep | 70.0% | 1 | 0.0625 / 0.0625 / 0.0625 | 0.0625 / 0.0625 / 0.0625 | " \
+           "vanishing throughout |" in text
+    assert "| vgg16 | 70.0% | 1 | 0.512 / 0.512 / 0.512 |" in text  # 0.8 ** 3
 
 
 def test_user_strings_are_escaped(study: tuple[Path, dict[str, Path]]) -> None:
@@ -163,11 +131,8 @@ def test_html_is_self_contained(study: tuple[Path, dict[str, Path]]) -> None:
 def test_report_says_when_the_data_show_no_vanishing(tmp_path: Path) -> None:
     write_run(tmp_path / "runs", "even", norm_of=lambda d, k, e, s, m: 1.0)
     write_study(tmp_path, ["even"])
-    write_report(tmp_path)
-    text = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert ("No: the data do not show vanishing gradients in the compared model. Every "
-            "first-to-last ratio at the first epoch is at or above 0.1: even (1)") in text
-    assert "ReLU nets with He initialisation (even)" in text
+    text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
+    assert "**No: no configuration's first-to-last ratio falls below 0.1" in text
 
 
 def test_report_of_failed_runs_only_renders(tmp_path: Path) -> None:
@@ -176,9 +141,8 @@ def test_report_of_failed_runs_only_renders(tmp_path: Path) -> None:
     write_study(tmp_path, ["dead", "ghost"])
     written = write_report(tmp_path)
     text = written["md"].read_text(encoding="utf-8")
-    assert "cannot say whether gradients vanish" in text
+    assert "No run recorded usable gradients, so this study cannot say." in text
     assert "failed: boom" in text and "never started" in text
-    assert not [key for key in written if key.startswith("figures/")]
 
 
 def test_report_of_a_run_still_training(tmp_path: Path) -> None:
@@ -187,7 +151,7 @@ def test_report_of_a_run_still_training(tmp_path: Path) -> None:
     write_study(tmp_path, ["young"])
     text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
     assert "still running: results are partial" in text
-    assert "young at epoch 1, features.0 (depth 0)'s weight-gradient L2 norm is 0.0625×" in text
+    assert "| young | n/a | 1 | 0.0625 / 0.0625 / 0.0625 |" in text
 
 
 def test_subset_layers_and_bad_input(tmp_path: Path) -> None:
@@ -198,6 +162,7 @@ def test_subset_layers_and_bad_input(tmp_path: Path) -> None:
     text = written["md"].read_text(encoding="utf-8")
     assert "one: features.2, features.6." in text
     assert "output-gradient L2 norm" in text
+    assert "figures/one-subset.png" in written
     with pytest.raises(InputError, match="Unknown gradient metric"):
         write_report(tmp_path, metric="loss")
     with pytest.raises(InputError, match="weight_grad_rms"):
@@ -212,12 +177,11 @@ def test_dataset_classes_from_either_record(tmp_path: Path) -> None:
     # the contract's plain `classes` list, without per-class counts, is shown too
     run_dir = write_run(tmp_path / "runs", "listed", classes=("b", "a"))
     config = record.read_run_file(run_dir / record.CONFIG_FILE)
-    config["data_info"] = {"kind": "folder", "classes": ["b", "a"], "counts": {"train": 4}}
+    config["data_info"] = {"kind": "folder", "classes": ["bee", "ant"], "counts": {"train": 4}}
     record.write_config(run_dir, config)
     write_study(tmp_path, ["listed"])
-    facts = dataset_facts(load_study(tmp_path))
-    assert (facts["class_columns"], facts["class_rows"]) == (["class"], [["b"], ["a"]])
-    assert facts["counts"] == [{"split": "train", "images": "4"}]
+    text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
+    assert "| class |\n| --- |\n| bee |\n| ant |" in text
 
 
 def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
@@ -236,11 +200,11 @@ def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
     assert summary.first.ratio is not None and summary.first.layers == 3
     written = write_report(run_dir)
     figures = [key for key in written if key.startswith(f"{record.FIGURES_DIR}/")]
-    assert len(figures) == 3 + 2 + 1  # per-run trio, depth profile and curves, ratio overview
+    # headline and output overview, all-layers, depth profile and curves, heat map
+    assert len(figures) == 2 + 1 + 2 + 1
     assert all(written[key].read_bytes()[:8] == PNG_SIGNATURE for key in figures)
     text = written["md"].read_text(encoding="utf-8")
-    assert (f"{summary.first_layer} (depth {summary.first_depth})'s weight-gradient L2 norm is "
-            f"{fmt_ratio(summary.first.ratio)}× that of {summary.last_layer}") in text
+    assert f"| {fmt_ratio(summary.ratio_first_step)} | {fmt_ratio(summary.first.ratio)} |" in text
     assert f"{fmt_pct(summary.test_acc)}" in text  # test accuracy from summary.json
     # "best" is defined once: the trainer's summary and the analysis agree
     assert record.read_run_file(run_dir / record.SUMMARY_FILE).best_val_acc == summary.best_val_acc
@@ -255,4 +219,21 @@ def test_experiment_labels_are_read_back_from_the_study_spec(tmp_path: Path) -> 
                   "labels": {"depth.a": "depth=8", "depth.b": "depth=16"}}
     write_study(tmp_path, ["depth.a", "depth.b"], experiments=[experiment])
     text = write_report(tmp_path)["md"].read_text(encoding="utf-8")
-    assert "with depth=8 and" in text and "with depth=16." in text
+    assert "| depth=8 | 1 |" in text and "| depth=16 | 1 |" in text
+
+
+def test_report_says_diverged_and_failed_plainly(study: tuple[Path, dict[str, Path]]) -> None:
+    root, _ = study
+    for name in ("report.md", "report.html"):
+        text = (root / name).read_text(encoding="utf-8")
+        assert "diverged at step 6 (loss became NaN)" in text
+        assert "failed:" in text and "out of memory" in text
+
+
+def test_twins_come_from_the_registry(study: tuple[Path, dict[str, Path]]) -> None:
+    from gradprobe.analysis.questions import batch_norm
+    from gradprobe.analysis.study import build
+
+    analysis = build(load_study(study[0]))
+    assert [(a.name, b.name) for a, b in analysis.twins] == [("twin.plain", "twin.residual")]
+    assert [(a.name, b.name) for a, b in batch_norm.twins(analysis)] == [("vgg_deep", "vgg_bn")]

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fakes import write_run, write_study
-from gradprobe.analysis import load_run, load_study, write_report
+from gradprobe.analysis import load_run, write_report
+from gradprobe.analysis.questions.why import theory_table
 from gradprobe.analysis.theory_check import (
     AGREES,
     NO_PREDICTION,
@@ -26,7 +27,6 @@ from gradprobe.analysis.theory_check import (
     predict_run,
     segment_fit,
 )
-from gradprobe.analysis.theory_text import theory_blocks, theory_sentences
 from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from gradprobe.study import load_spec, plan_study
 from gradprobe.theory.predict import NO_RESIDUAL_RESULT
@@ -107,10 +107,9 @@ def test_first_step_profile_is_compared_not_the_epoch_mean(tmp_path: Path) -> No
     assert check.agreement == AGREES  # 3% off, inside the tolerance
     assert (check.transitions, check.skipped) == (4, 1)  # conv -> fc crosses the global pool
     assert check.measured_last == pytest.approx(0.8, rel=1e-9)  # epoch 2's mean: all 0.8
-    text = " ".join(theory_sentences([check]))
-    assert "agree within 10% per layer for stack (0.42 against 0.408)" in text
-    assert "Training moved the fitted factor away from initialisation" in text
-    assert "stack (0.42 → 0.8 at epoch 2)" in text
+    row = theory_table([check]).rows[0]
+    assert (row[0], row[1], row[3], row[5]) == ("stack", "0.408", "0.42", "0.8")
+    assert row[6].startswith(AGREES)
 
 
 def test_a_profile_outside_the_tolerance_parts_with_its_facts(tmp_path: Path) -> None:
@@ -120,11 +119,10 @@ def test_a_profile_outside_the_tolerance_parts_with_its_facts(tmp_path: Path) ->
     check = check_run(load_run(run_dir))
     assert check.agreement == PARTS
     assert check.narrowest == 8 and check.batch_size == 32  # 32 * 0.25 channels; the fake's
-    text = " ".join(theory_sentences([check]))
-    assert re.search(r"They part for steep: measured 0\.327 per layer against 0\.408 predicted "
-                     r"\(0\.40?\d* with borders; ratio 0\.8, R² 1\.000 over 4 transitions\)", text)
-    assert "narrowest fitted layer has 8 channels and its batch holds 32 images" in text
-    assert "stayed within 10% of the first step's in steep" in text
+    assert check.ratio == pytest.approx(0.8, rel=1e-9)
+    row = theory_table([check]).rows[0]
+    assert (row[3], row[4]) == ("0.327", "0.8")
+    assert row[6] == f"{PARTS}; 4 transitions, R² 1.000"
 
 
 def test_no_prediction_shows_the_reason_and_no_numbers(tmp_path: Path) -> None:
@@ -138,13 +136,14 @@ def test_no_prediction_shows_the_reason_and_no_numbers(tmp_path: Path) -> None:
     checks = [check_run(load_run(path)) for path in (residual, unknown, blind)]
     assert [check.agreement for check in checks] == [NO_PREDICTION, NO_PREDICTION, NOT_MEASURED]
     assert all(check.measured is None and check.predicted is None for check in checks)
-    text = " ".join(theory_sentences(checks))
-    assert f"residual: no prediction: {NO_RESIDUAL_RESULT}." in text
-    assert "custom: no prediction: model 'my_net'" in text
-    assert ("blind: not measured: the run did not record output_grad_norm, the quantity the "
-            "theory predicts; the comparison needs it") in text
-    rows = next(block for block in theory_blocks(load_study(study_dir)) if block.kind == "table")
-    assert [row[1:5] for row in rows.rows] == [("n/a", "n/a", "n/a", "n/a")] * 3
+    notes = [row[6] for row in theory_table(checks).rows]
+    assert notes[0] == f"no prediction: {NO_RESIDUAL_RESULT}"
+    assert notes[1].startswith("no prediction: model 'my_net'")
+    assert notes[2].startswith("not measured: the run did not record output_grad_norm, the "
+                               "quantity the theory predicts")
+    report = write_report(study_dir)["md"].read_text(encoding="utf-8")
+    assert NO_RESIDUAL_RESULT.split(":")[0].replace("_", "\\_") in report  # in the appendix
+    assert [row[1:5] for row in theory_table(checks).rows] == [("n/a", "n/a", "n/a", "n/a")] * 3
 
 
 # ---------------------------------------------------------------------------- a real run
@@ -159,7 +158,7 @@ def test_real_plain_relu_stack_measures_the_predicted_0408(tmp_path: Path) -> No
     run_dir = tmp_path / "plain"
     train(config, run_dir)
     report = write_report(run_dir)["md"].read_text()
-    row = re.search(r"\| plain \| 0\.408 \| (0\.\d+) \| (0\.\d+) \(step 0\) \| ([\d.]+) \|", report)
+    row = re.search(r"\| plain \| 0\.408 \| (0\.\d+) \| (0\.\d+) \| ([\d.]+) \|", report)
     assert row, report[report.find("Theory beside"):][:2000]
     border, measured, ratio = map(float, row.groups())
     assert border == pytest.approx(DEFAULT_RELU * math.sqrt(border_fraction(3, 16, 16)),

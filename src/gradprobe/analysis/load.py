@@ -28,6 +28,7 @@ from gradprobe.record import (
     STUDY_FILE,
     SUMMARY_FILE,
     Col,
+    ConfigKey,
     GradCol,
     RunFileError,
     RunState,
@@ -67,16 +68,16 @@ class RunData:
 
     @property
     def model_info(self) -> dict[str, Any]:
-        return dict(self.config.get("model_info") or {})
+        return dict(self.config.get(ConfigKey.model_info) or {})
 
     @property
     def data_info(self) -> dict[str, Any]:
-        return dict(self.config.get("data_info") or {})
+        return dict(self.config.get(ConfigKey.data_info) or {})
 
     @property
     def run_config(self) -> dict[str, Any]:
         """The resolved `RunConfig` (model, data, train, probe) as a dict."""
-        return dict(self.config.get("run") or {})
+        return dict(self.config.get(ConfigKey.run) or {})
 
     @property
     def diverged_step(self) -> int | None:
@@ -98,6 +99,14 @@ class RunData:
             if not at_or_before.empty:
                 return int(at_or_before.max())
         return self.status.epoch if self.status is not None else None
+
+    @property
+    def versions(self) -> dict[str, Any]:
+        return dict(self.config.get(ConfigKey.versions) or {})
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section of the resolved config: "model", "data", "train" or "probe"."""
+        return dict(self.run_config.get(name) or {})
 
     @classmethod
     def from_frame(
@@ -182,7 +191,7 @@ def load_run(run_dir: str | Path) -> RunData:
     gradients = _read(path / GRADIENTS_FILE, problems)
     return RunData(
         path=path,
-        name=str(config.get("name") or path.name),
+        name=str(config.get(ConfigKey.name) or path.name),
         config=config,
         status=status,
         metrics=empty_metrics() if metrics is None else metrics,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from gradprobe.analysis.document import Section
+from gradprobe.analysis.load import StudyData
+from gradprobe.record import REPORT_HTML, REPORT_MD
+from gradprobe.util.atomic import write_text_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -39,3 +45,20 @@ def environments() -> tuple[jinja2.Environment, jinja2.Environment]:
                                   lstrip_blocks=True, keep_trailing_newline=True)
     markdown.filters["verbatim"] = _Verbatim
     return html, markdown
+
+
+def render_report(study: StudyData, sections: Sequence[Section], study_dir: Path
+                  ) -> dict[str, Path]:
+    """Render `sections` into report.md and report.html (atomic writes); their paths."""
+    context = {
+        "title": study.title,
+        "study_name": study.name,
+        "preset": str(study.spec.get("preset") or ""),
+        "sections": list(sections),
+        "html_name": REPORT_HTML,
+    }
+    html_env, markdown_env = environments()
+    written = {"md": study_dir / REPORT_MD, "html": study_dir / REPORT_HTML}
+    write_text_atomic(written["md"], markdown_env.get_template("report.md.j2").render(context))
+    write_text_atomic(written["html"], html_env.get_template("report.html.j2").render(context))
+    return written

@@ -124,18 +124,18 @@ def compare(first: Estimate, second: Estimate) -> Comparison:
     return Comparison(Verdict.HIGHER if higher else Verdict.LOWER, p_value, factor)
 
 
-def format_estimate(value: Estimate, digits: int = 3, percent: bool = False) -> str:
-    """'0.823 [0.79, 0.86] (n=3)'; percentages as '82.3% [79.0, 85.6] (n=3)'; 'n/a (n=0)'."""
+def format_estimate(value: Estimate, digits: int = 3, percent: bool = False,
+                    interval: bool = True) -> str:
+    """'0.823 [0.79, 0.86]'; percentages as '82.3% [79.0, 85.6]'; one seed: '0.823'; no value:
+    'n/a'. The number of seeds goes in the table header, not after each number."""
     if value.n == 0:
-        return "n/a (n=0)"
+        return "n/a"
     scale, unit = (100.0, "%") if percent else (1.0, "")
 
     def number(x: float) -> str:
-        if percent:
-            return f"{x * scale:.1f}"
-        return f"{x:.{digits}g}"
+        return f"{x * scale:.1f}" if percent else f"{x:.{digits}g}"
 
     centre = f"{number(value.centre)}{unit}"
-    if not value.has_interval:
-        return f"{centre} (n=1)"
-    return f"{centre} [{number(value.low)}, {number(value.high)}] (n={value.n})"
+    if not (interval and value.has_interval):
+        return centre
+    return f"{centre} [{number(value.low)}, {number(value.high)}]"

@@ -40,6 +40,8 @@ class VerdictThresholds:
 
 
 VERDICT_THRESHOLDS = VerdictThresholds()
+NO_VERDICT = "no verdict"  # no ratio: the records cannot say (RunAnalysis.reason says why)
+MIN_FITTED_LAYERS = 2  # a ratio of one layer to itself is 1 by definition and says nothing
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def run_epoch_means(run: RunData, metric: str) -> pd.DataFrame:
     sentences all ask for it)."""
     key = ("layer_epoch_means", metric)
     if key not in run.cache:
-        run.cache[key] = layer_epoch_means(run.gradients, metric)
+        run.cache[key] = layer_epoch_means(metric_rows(run, metric), metric)
     return run.cache[key]
 
 
@@ -128,12 +130,6 @@ def fitted_layers(gradients: pd.DataFrame, kind: str | None = None) -> list[tupl
     layers = layers.drop_duplicates(GradCol.layer)
     layers = layers.sort_values([GradCol.depth, GradCol.layer], kind="stable")
     return [(str(name), int(depth)) for name, depth in layers.itertuples(index=False)]
-
-
-def end_layers(gradients: pd.DataFrame, kind: str | None = None) -> tuple[str, str] | None:
-    """Names of the fitted layer nearest the input and the one nearest the output."""
-    layers = fitted_layers(gradients, kind)
-    return (layers[0][0], layers[-1][0]) if layers else None
 
 
 def layer_ratio(
@@ -214,9 +210,9 @@ def decay_fit(profile: pd.DataFrame) -> DecayFit:
 def verdict(
     first_to_last_ratio: float | None, thresholds: VerdictThresholds = VERDICT_THRESHOLDS
 ) -> str:
-    """"vanishing", "exploding" or "healthy"; "undetermined" when the ratio is missing or NaN."""
+    """"vanishing", "exploding" or "healthy"; NO_VERDICT when the ratio is missing or NaN."""
     if first_to_last_ratio is None or math.isnan(first_to_last_ratio):
-        return "undetermined"
+        return NO_VERDICT
     if first_to_last_ratio < thresholds.vanishing_below:
         return "vanishing"
     if first_to_last_ratio > thresholds.exploding_above:
@@ -240,10 +236,10 @@ class FlowAtEpoch:
     db_per_layer: float | None
     r2: float | None
     layers: int  # how many layers the fit used
-    verdict: str  # vanishing | exploding | healthy | undetermined
+    verdict: str  # vanishing | exploding | healthy | no verdict
 
 
-NO_FLOW = FlowAtEpoch(None, None, None, None, None, 0, "undetermined")
+NO_FLOW = FlowAtEpoch(None, None, None, None, None, 0, NO_VERDICT)
 
 
 def epoch_gradient_stats(
@@ -263,29 +259,41 @@ def epoch_gradient_stats(
 
 def gradient_epochs(means: pd.DataFrame, first: str, last: str) -> tuple[int, int] | None:
     """The first and last epochs at which both end layers have a finite mean."""
-    pivot = means.loc[means[GradCol.layer].isin([first, last])].pivot_table(
-        index=GradCol.epoch, columns=GradCol.layer, values="mean", aggfunc="first"
-    )
-    if first not in pivot.columns or last not in pivot.columns:
-        return None
-    both = pivot.loc[np.isfinite(pivot[first]) & np.isfinite(pivot[last])]
-    if both.empty:
-        return None
-    return int(both.index.min()), int(both.index.max())
+    def finite_epochs(layer: str) -> set[int]:
+        rows = means.loc[means[GradCol.layer] == layer]
+        values = rows["mean"].to_numpy(dtype="float64")
+        return {int(e) for e in rows[GradCol.epoch].to_numpy()[np.isfinite(values)]}
+
+    both = finite_epochs(first) & finite_epochs(last)
+    return (min(both), max(both)) if both else None
 
 
 def _first_step_ratio(grads: pd.DataFrame, first: str, last: str) -> tuple[int | None, float]:
     """The end layers' ratio at the first step recorded for both (initialisation, if step 0)."""
-    rows = grads.loc[grads[GradCol.layer].isin([first, last])]
-    pivot = rows.pivot_table(index=GradCol.step, columns=GradCol.layer, values=GradCol.value,
-                             aggfunc="first")
-    if first not in pivot.columns or last not in pivot.columns:
+    def by_step(layer: str) -> dict[int, float]:
+        rows = grads.loc[grads[GradCol.layer] == layer]
+        steps = rows[GradCol.step].to_numpy()
+        values = rows[GradCol.value].to_numpy(dtype="float64")
+        found: dict[int, float] = {}
+        for step, value in zip(steps, values, strict=True):
+            if not math.isnan(value):
+                found.setdefault(int(step), float(value))  # the first record of a step
+        return found
+
+    a, b = by_step(first), by_step(last)
+    both = sorted(set(a) & set(b))
+    if not both:
         return None, math.nan
-    both = pivot.dropna(subset=[first, last])
-    if both.empty:
-        return None, math.nan
-    step = int(both.index.min())
-    return step, _divide(float(both.at[step, first]), float(both.at[step, last]))
+    step = both[0]
+    return step, _divide(a[step], b[step])
+
+
+def metric_rows(run: RunData, metric: str) -> pd.DataFrame:
+    """The run's gradient records of one metric, selected once per metric."""
+    key = ("metric_rows", metric)
+    if key not in run.cache:
+        run.cache[key] = run.gradients.loc[run.gradients[GradCol.metric] == metric]
+    return run.cache[key]
 
 
 @dataclass(frozen=True)
@@ -324,10 +332,12 @@ class RunAnalysis:
     last: FlowAtEpoch = NO_FLOW
     first_step: int | None = None
     ratio_first_step: float | None = None
-    outcome: str = ""  # the state in words, filled in by the report
+    reason: str = ""  # why there is no verdict, when there is none
 
-    def with_outcome(self, outcome: str) -> RunAnalysis:
-        return replace(self, outcome=outcome)
+    @property
+    def verdict(self) -> str:
+        """The first epoch's verdict (NO_VERDICT with `reason` when the records cannot say)."""
+        return self.first.verdict
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly (NaN/inf became None when the numbers were computed)."""
@@ -373,14 +383,16 @@ def summarize_run(
         epochs_to_target=epochs_to_target(metrics, target_acc) if not metrics.empty else None,
         diverged_step=run.diverged_step, diverged_epoch=run.diverged_epoch,
     )
-    grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
+    grads = metric_rows(run, metric)
     if grads.empty:
-        return analysis
+        return replace(analysis, reason=f"no {metric} records")
     kind = fit_kind(grads)
     layers = fitted_layers(grads, kind)
     analysis = replace(analysis, fit_kind=kind)
-    if not layers:
-        return analysis
+    if len(layers) < MIN_FITTED_LAYERS:
+        return replace(analysis, reason=(
+            f"{len(layers)} fitted {kind} layer{'' if len(layers) == 1 else 's'}: the ratio needs "
+            f"at least {MIN_FITTED_LAYERS} (probe more layers, e.g. every Linear or Conv)"))
     (first, first_depth), (last, last_depth) = layers[0], layers[-1]
     step, ratio = _first_step_ratio(grads, first, last)
     analysis = replace(analysis, first_layer=first, first_depth=first_depth, last_layer=last,
@@ -389,6 +401,6 @@ def summarize_run(
     means = run_epoch_means(run, metric)
     epochs = gradient_epochs(means, first, last)
     if epochs is None:
-        return analysis
+        return replace(analysis, reason=f"no epoch with finite {metric} at both end layers")
     return replace(analysis, first=epoch_gradient_stats(means, epochs[0], first, last, kind),
                    last=epoch_gradient_stats(means, epochs[1], first, last, kind))

@@ -17,6 +17,7 @@ from gradprobe.record.io import (
     write_summary,
 )
 from gradprobe.record.schema import (
+    ANALYSIS_FILE,
     CONFIG_FILE,
     FIGURES_DIR,
     FINISHED_STATES,
@@ -33,6 +34,7 @@ from gradprobe.record.schema import (
     SUMMARY_FILE,
     TENSORBOARD_DIR,
     Col,
+    ConfigKey,
     EpochRow,
     GradCol,
     RunState,
@@ -42,6 +44,7 @@ from gradprobe.record.schema import (
 )
 
 __all__ = [
+    "ANALYSIS_FILE",
     "CONFIG_FILE",
     "FIGURES_DIR",
     "FINISHED_STATES",
@@ -59,6 +62,7 @@ __all__ = [
     "SUMMARY_FILE",
     "TENSORBOARD_DIR",
     "Col",
+    "ConfigKey",
     "EpochRow",
     "GradCol",
     "RunFileError",

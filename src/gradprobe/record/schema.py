@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 # ---------------------------------------------------------------------------- file names
@@ -27,6 +26,18 @@ RUNS_DIR = "runs"  # a study directory's run directories, one per run name
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES_DIR = "figures"
+ANALYSIS_FILE = "analysis.json"  # the report's analysis as data (see record.analysis)
+
+
+class ConfigKey:
+    """The top-level keys of config.json (what the trainer writes, what the analysis reads)."""
+
+    name = "name"  # the run's name
+    run = "run"  # the resolved RunConfig: model, data, train, probe sections
+    model_info = "model_info"  # the built model: family, residual, norm, activation, layers
+    data_info = "data_info"  # the loaded data: classes, counts per split, fingerprint
+    versions = "versions"  # library versions of the training process
+    device = "device"
 
 # ---------------------------------------------------------------------------- columns
 
@@ -161,8 +172,3 @@ class RunSummary:
         data = asdict(self)
         data["state"] = self.state.value
         return data
-
-
-def run_file(run_dir: str | Path, name: str) -> Path:
-    """The path of one of a run directory's files (`name`: one of the *_FILE constants)."""
-    return Path(run_dir) / name

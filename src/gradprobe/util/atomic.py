@@ -85,11 +85,6 @@ def write_json_atomic(target: str | os.PathLike[str], data: Any) -> None:
     write_text_atomic(target, text)
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None

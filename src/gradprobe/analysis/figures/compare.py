@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from gradprobe.analysis.chance import Chance
+from gradprobe.analysis.figures.bands import curve_band, profile_band
 from gradprobe.analysis.figures.base import (
     DIVERGED_COLOUR,
     KIND_MARKERS,
@@ -31,7 +33,6 @@ from gradprobe.analysis.figures.base import (
     run_colours,
     save_figure,
 )
-from gradprobe.analysis.groups import curve_band, profile_band
 from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import fit_kind, run_epoch_means
 from gradprobe.metrics import metric_info
@@ -39,6 +40,9 @@ from gradprobe.record import Col, GradCol, RunState
 
 Group = Sequence[RunData]  # the replicates of one configuration (one run: no band)
 BAND_ALPHA = 0.18  # the replicate band's opacity (first-epoch bands are drawn fainter)
+SPLIT_FACTOR = 10.0  # seeds more than a decade apart at a layer: thin per-seed lines, no band
+SPLIT_POINTS = 25.0  # seeds' accuracies more than this many points apart: per-seed lines
+CHANCE_COLOUR = "#ff7f0e"
 
 
 def as_groups(runs: Mapping[str, RunData | Sequence[RunData]]) -> dict[str, list[RunData]]:
@@ -73,7 +77,14 @@ def _draw_depth_profile(ax: Axes, groups: Mapping[str, Group], metric: str,
             ax.plot(main[GradCol.depth], main["centre"], linestyle=style, color=colour,
                     linewidth=1.6, marker=KIND_MARKERS.get(kind, "o"), markersize=3.5,
                     markerfacecolor=face)
-            if _has_band(main["n"].tolist()):
+            spread = (main["high"] / main["low"]).to_numpy(dtype="float64")
+            if _has_band(main["n"].tolist()) and np.nanmax(spread, initial=1.0) > SPLIT_FACTOR:
+                for run in with_data:  # the seeds split: a band would hide how
+                    own = profile_band([run], metric, which)
+                    own = own.loc[own[GradCol.kind] == kind]
+                    ax.plot(own[GradCol.depth], own["centre"], linestyle=style, color=colour,
+                            linewidth=0.7, alpha=0.6)
+            elif _has_band(main["n"].tolist()):
                 ax.fill_between(main[GradCol.depth].to_numpy(dtype="float64"),
                                 main["low"].to_numpy(dtype="float64"),
                                 main["high"].to_numpy(dtype="float64"), color=colour,
@@ -109,7 +120,13 @@ def _profile_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
     handles += [Line2D([], [], color="0.3", linestyle="none", marker=KIND_MARKERS[kind],
                        label=f"{kind} (not in fit)")
                 for kind in ("shortcut", "linear") if kind in kinds]
-    ax.legend(handles=handles, fontsize=8.5, loc="best", ncol=1 if len(handles) <= 8 else 2)
+    _legend_below(ax, handles)
+
+
+def _legend_below(ax: Axes, handles: list[Line2D | Patch]) -> None:
+    """The legend under the axes, where it cannot cover data."""
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncol=min(4, len(handles)), frameon=False)
 
 
 def plot_depth_profiles(
@@ -119,8 +136,8 @@ def plot_depth_profiles(
     """One panel per metric: each run's (or configuration's, over its seeds) epoch-mean value
     against depth at the first and last epoch (the figure itself when `path` is None)."""
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.0, left=0.85, right=0.2,
-                     top=0.65, bottom=0.55, wspace=0.25)
+    fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 6.2, left=0.85, right=0.2,
+                     top=0.65, bottom=1.75, wspace=0.25)
     colours = run_colours(len(groups))
     kinds = _kinds(groups)
     for index, metric in enumerate(metrics):
@@ -144,9 +161,17 @@ def _replicated(groups: Mapping[str, Group]) -> bool:
 
 
 def _draw_curves(ax_loss: Axes, ax_acc: Axes, groups: Mapping[str, Group],
-                 colours: Sequence[Colour]) -> None:
-    """Per configuration: the mean over seeds per epoch, shaded from the seeds' min to max."""
+                 colours: Sequence[Colour], chance: Chance | None = None) -> None:
+    """Per configuration: the mean over seeds per epoch, shaded from the seeds' min to max (thin
+    per-seed lines instead where the seeds split); chance drawn as an orange line."""
     losses, accuracies = [], []
+    if chance is not None:
+        ax_acc.axhspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.15,
+                       linewidth=0)
+        ax_acc.axhline(100 * chance.accuracy, color=CHANCE_COLOUR, linewidth=1)
+        ax_loss.axhline(chance.loss, color=CHANCE_COLOUR, linewidth=1)
+        losses.append(np.array([chance.loss]))
+        accuracies.append(np.array([100 * chance.low, 100 * chance.high]))
     for colour, runs in zip(colours, groups.values(), strict=True):
         for ax, columns, scale, store in ((ax_loss, (Col.train_loss, Col.val_loss), 1.0, losses),
                                           (ax_acc, (Col.train_acc, Col.val_acc), 100.0,
@@ -158,7 +183,14 @@ def _draw_curves(ax_loss: Axes, ax_acc: Axes, groups: Mapping[str, Group],
                 epochs = band["epoch"].to_numpy(dtype="float64")
                 ax.plot(epochs, scale * band["centre"], linestyle=style, color=colour,
                         linewidth=1.6, marker="o", markersize=3)
-                if _has_band(band["n"].tolist()):
+                split = scale * float((band["high"] - band["low"]).max()) > (
+                    SPLIT_POINTS if scale == 100.0 else 1e9)
+                if _has_band(band["n"].tolist()) and split:
+                    for run in runs:
+                        own = curve_band([run], column)
+                        ax.plot(own["epoch"], scale * own["centre"], linestyle=style,
+                                color=colour, linewidth=0.7, alpha=0.6)
+                elif _has_band(band["n"].tolist()):
                     ax.fill_between(epochs, scale * band["low"].to_numpy(dtype="float64"),
                                     scale * band["high"].to_numpy(dtype="float64"),
                                     color=colour, alpha=BAND_ALPHA / (1 if style == "-" else 2),
@@ -192,7 +224,8 @@ def _draw_curves(ax_loss: Axes, ax_acc: Axes, groups: Mapping[str, Group],
 
 
 def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
-                  groups: Mapping[str, Group], *, with_runs: bool = True) -> None:
+                  groups: Mapping[str, Group], *, with_runs: bool = True,
+                  chance: bool = False) -> None:
     """Line styles (train, validation, divergence), and the run colours unless another panel
     of the figure already names them."""
     handles = [Line2D([], [], color=c, linewidth=2, label=plain(label))
@@ -204,36 +237,36 @@ def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
     if any(run.state is RunState.DIVERGED for runs in groups.values() for run in runs):
         handles.append(Line2D([], [], color=DIVERGED_COLOUR, marker="X", linestyle="none",
                               label="diverged after this point"))
-    ax.legend(handles=handles, fontsize=8.5, loc="best", ncol=1 if len(handles) <= 8 else 2)
+    _legend_below(ax, handles)
 
 
 def plot_training_curves(runs: Mapping[str, RunData | Sequence[RunData]], path: Path,
-                         title: str) -> Path:
+                         title: str, chance: Chance | None = None) -> Path:
     """Loss and accuracy against epoch, train (solid) and validation (dashed): each run, or
     each configuration's mean over its seeds with the seeds' min-max band."""
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 12, 4.6, left=0.75, right=0.2, top=0.65, bottom=0.55,
+    fig = new_figure(plain(title), 12, 5.6, left=0.75, right=0.2, top=0.65, bottom=1.55,
                      wspace=0.2)
     ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     colours = run_colours(len(groups))
-    _draw_curves(ax_loss, ax_acc, groups, colours)
+    _draw_curves(ax_loss, ax_acc, groups, colours, chance)
     ax_loss.set_title("loss", fontsize=10)
     ax_acc.set_title("accuracy", fontsize=10)
-    _curve_legend(ax_acc, list(groups), colours, groups)
+    _curve_legend(ax_acc, list(groups), colours, groups, chance=chance is not None)
     return save_figure(fig, path)
 
 
 def plot_experiment(runs: Mapping[str, RunData | Sequence[RunData]], metric: str, path: Path,
-                    title: str) -> Path:
+                    title: str, chance: Chance | None = None) -> Path:
     """An experiment's variants side by side: depth profile on top, loss and accuracy below.
 
     Two rows rather than three panels in a row, so the figure stays legible at page width.
     A variant with several seeds is drawn as its mean with the seeds' min-max band.
     """
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 11.5, 8.6, left=0.85, right=0.2, top=0.65, bottom=0.55,
+    fig = new_figure(plain(title), 11.5, 10.4, left=0.85, right=0.2, top=0.65, bottom=1.3,
                      wspace=0.22)
-    fig.subplots_adjust(hspace=0.32)
+    fig.subplots_adjust(hspace=0.55)
     grid = fig.add_gridspec(2, 2)
     ax_profile = fig.add_subplot(grid[0, :])
     ax_loss, ax_acc = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
@@ -244,8 +277,9 @@ def plot_experiment(runs: Mapping[str, RunData | Sequence[RunData]], metric: str
         ax_profile.set_title("depth profile", fontsize=10)
     else:
         no_data(ax_profile, f"no {metric} records")
-    _draw_curves(ax_loss, ax_acc, groups, colours)
+    _draw_curves(ax_loss, ax_acc, groups, colours, chance)
     ax_loss.set_title("loss", fontsize=10)
     ax_acc.set_title("accuracy", fontsize=10)
-    _curve_legend(ax_acc, list(groups), colours, groups, with_runs=not profile_drawn)
+    _curve_legend(ax_acc, list(groups), colours, groups, with_runs=not profile_drawn,
+                  chance=chance is not None)
     return save_figure(fig, path)
