@@ -165,7 +165,7 @@ def write_study(root: Path, run_names: Sequence[str], *, comparison: Sequence[st
 def write_configuration(root: Path, name: str, seeds: Sequence[int] = (0, 1, 2),
                         **run: object) -> dict[str, str]:
     """One configuration trained under `seeds`: runs "<name>,seed=<s>" in root/runs, each
-    written by `write_run(**run)`; a callable `norm_of` may take the seed as a sixth argument.
+    written by `write_run(**run)`; a `norm_of` with a `seed` argument gets the run's seed.
     Returns run name -> configuration name, as study.yaml records it."""
     written = {}
     norm_of = run.pop("norm_of", None)
@@ -182,7 +182,7 @@ def write_configuration(root: Path, name: str, seeds: Sequence[int] = (0, 1, 2),
 def _takes_seed(function: object) -> bool:
     import inspect
 
-    return len(inspect.signature(function).parameters) == 6  # type: ignore[arg-type]
+    return "seed" in inspect.signature(function).parameters  # type: ignore[arg-type]
 
 
 def healthy_then_vanishing(top: int, last_epoch: int) -> NormOf:

@@ -127,19 +127,24 @@ class Configuration:
         return {point: self.point_verdict(point) for point in POINTS}
 
     def _sequence(self, metric: str | None) -> str:
-        where = {"step0": "at step 0", "first": f"at epoch {self.first_epoch or 'one'}",
-                 "last": f"by epoch {self.last_epoch}" if self.last_epoch else "by the end"}
+        where = {"step0": "step 0", "first": f"epoch {self.first_epoch or 'one'}",
+                 "last": f"epoch {self.last_epoch}" if self.last_epoch else "the end"}
         known = [(point, self.point_verdict(point, metric)) for point in POINTS]
         known = [(point, value) for point, value in known if value != NO_VERDICT]
         if not known:
             return NO_VERDICT
         if len({v for _, v in known}) == 1:
             return f"{known[0][1]} throughout" if len(known) > 1 else known[0][1]
-        parts, previous = [], None
+        runs: list[tuple[str, list[str]]] = []  # consecutive points with one verdict
         for point, value in known:
-            if value != previous:
-                parts.append(f"{value} {where[point]}")
-            previous = value
+            if runs and runs[-1][0] == value:
+                runs[-1][1].append(where[point])
+            else:
+                runs.append((value, [where[point]]))
+        parts = []
+        for index, (value, points) in enumerate(runs):
+            preposition = "by" if index and points == [where["last"]] else "at"
+            parts.append(f"{value} {preposition} {' and '.join(points)}")
         return ", ".join(parts)
 
     def verdict_text(self) -> str:

@@ -100,11 +100,13 @@ def log_axis(ax: Axes, limits: tuple[float, float] | None, axis: str = "y") -> N
 
     Fewer minor ticks keep wide ranges legible and cut drawing time (every tick is two artists);
     narrow ranges keep matplotlib's labelled minor ticks, since they may hold no power of ten.
+    Without limits (no finite positive value) the axis stays linear: a log axis with nothing
+    to show cannot place its ticks, and the caller draws "no data" instead.
     """
-    scale = ax.set_yscale if axis == "y" else ax.set_xscale
-    scale("log", nonpositive="mask")
     if limits is None:
         return
+    scale = ax.set_yscale if axis == "y" else ax.set_xscale
+    scale("log", nonpositive="mask")
     (ax.set_ylim if axis == "y" else ax.set_xlim)(*limits)
     if math.log10(limits[1] / limits[0]) >= 2.0:
         target = ax.yaxis if axis == "y" else ax.xaxis

@@ -73,11 +73,8 @@ def residual_sentences(analysis: StudyAnalysis, configs: Sequence[Configuration]
     if not residual or not plain:
         return ["The comparison holds no residual and plain configurations side by side, so it "
                 "cannot show what the skips change."]
-    sentences = [
-        f"With residual connections ({names(residual)}) the weight-gradient ratio is "
-        + join_words([f"{ratio_words(c)} in {c.name}" for c in residual])
-        + "; without them (" + names(plain) + ") it is "
-        + join_words([f"{ratio_words(c)} in {c.name}" for c in plain]) + "."]
+    sentences = [f"Weight-gradient ratio of {c.name} ({'residual' if c in residual else 'plain'})"
+                 f": {ratio_words(c)}." for c in [*residual, *plain]]
     twins = [(a, b) for a, b in analysis.twins if a in configs and b in configs]
     if twins:
         sentences += [f"{b.name}, the residual twin of {a.name}, reaches {accuracy(b)} against "
