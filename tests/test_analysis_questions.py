@@ -13,7 +13,6 @@ import pytest
 
 from fakes import (
     healthy_then_vanishing,
-    vgg_layers,
     write_configuration,
     write_default_like_study,
     write_run,

@@ -20,7 +20,6 @@ from gradprobe.analysis.questions.common import (
     accuracy_difference,
     centre,
     learns,
-    names,
     pct,
     ratio,
     ratio_words,
