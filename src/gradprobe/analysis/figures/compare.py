@@ -42,7 +42,7 @@ Group = Sequence[RunData]  # the replicates of one configuration (one run: no ba
 BAND_ALPHA = 0.18  # the replicate band's opacity (first-epoch bands are drawn fainter)
 SPLIT_FACTOR = 10.0  # seeds more than a decade apart at a layer: thin per-seed lines, no band
 SPLIT_POINTS = 25.0  # seeds' accuracies more than this many points apart: per-seed lines
-CHANCE_COLOUR = "#ff7f0e"
+CHANCE_COLOUR = "0.35"  # grey: no run colour (tab10) is grey-black
 
 
 def as_groups(runs: Mapping[str, RunData | Sequence[RunData]]) -> dict[str, list[RunData]]:
@@ -136,8 +136,8 @@ def plot_depth_profiles(
     """One panel per metric: each run's (or configuration's, over its seeds) epoch-mean value
     against depth at the first and last epoch (the figure itself when `path` is None)."""
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 6.2, left=0.85, right=0.2,
-                     top=0.65, bottom=1.75, wspace=0.25)
+    fig = new_figure(plain(title), 6.2 * len(metrics) + 0.4, 5.7, left=0.85, right=0.2,
+                     top=0.65, bottom=1.3, wspace=0.25)
     colours = run_colours(len(groups))
     kinds = _kinds(groups)
     for index, metric in enumerate(metrics):
@@ -166,10 +166,10 @@ def _draw_curves(ax_loss: Axes, ax_acc: Axes, groups: Mapping[str, Group],
     per-seed lines instead where the seeds split); chance drawn as an orange line."""
     losses, accuracies = [], []
     if chance is not None:
-        ax_acc.axhspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.15,
+        ax_acc.axhspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.12,
                        linewidth=0)
-        ax_acc.axhline(100 * chance.accuracy, color=CHANCE_COLOUR, linewidth=1)
-        ax_loss.axhline(chance.loss, color=CHANCE_COLOUR, linewidth=1)
+        ax_acc.axhline(100 * chance.accuracy, color=CHANCE_COLOUR, linewidth=1, linestyle=":")
+        ax_loss.axhline(chance.loss, color=CHANCE_COLOUR, linewidth=1, linestyle=":")
         losses.append(np.array([chance.loss]))
         accuracies.append(np.array([100 * chance.low, 100 * chance.high]))
     for colour, runs in zip(colours, groups.values(), strict=True):
@@ -245,7 +245,7 @@ def plot_training_curves(runs: Mapping[str, RunData | Sequence[RunData]], path: 
     """Loss and accuracy against epoch, train (solid) and validation (dashed): each run, or
     each configuration's mean over its seeds with the seeds' min-max band."""
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 12, 5.6, left=0.75, right=0.2, top=0.65, bottom=1.55,
+    fig = new_figure(plain(title), 12, 5.3, left=0.75, right=0.2, top=0.65, bottom=1.2,
                      wspace=0.2)
     ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     colours = run_colours(len(groups))
@@ -264,7 +264,7 @@ def plot_experiment(runs: Mapping[str, RunData | Sequence[RunData]], metric: str
     A variant with several seeds is drawn as its mean with the seeds' min-max band.
     """
     groups = as_groups(runs)
-    fig = new_figure(plain(title), 11.5, 10.4, left=0.85, right=0.2, top=0.65, bottom=1.3,
+    fig = new_figure(plain(title), 11.5, 10.0, left=0.85, right=0.2, top=0.65, bottom=0.9,
                      wspace=0.22)
     fig.subplots_adjust(hspace=0.55)
     grid = fig.add_gridspec(2, 2)

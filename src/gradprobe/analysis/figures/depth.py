@@ -27,7 +27,7 @@ from gradprobe.record import GradCol
 
 COLOURS = {False: "#1f77b4", True: "#2ca02c"}  # plain, residual
 NAMES = {False: "plain", True: "residual"}
-CHANCE_COLOUR = "#ff7f0e"
+CHANCE_COLOUR = "0.35"  # grey: no run colour (tab10) is grey-black
 
 
 def plot_depth_experiment(cells: Mapping[tuple[int, bool], Configuration],

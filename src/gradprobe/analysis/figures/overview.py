@@ -1,6 +1,6 @@
 """The headline figure: one row per configuration, accuracy against chance beside gradient flow.
 
-Left: best validation accuracy, each seed a small dot and the mean a bar, over the shaded band a
+Left: final validation accuracy, each seed a small dot and the mean a bar, over the shaded band a
 guesser reaches. Right: the first-to-last ratio (geometric mean over seeds) at step 0, the first
 and the last epoch, over the shaded vanishing and exploding bands. A configuration without a
 finite value says "no data" in its row instead of breaking the axis.
@@ -30,26 +30,26 @@ from gradprobe.analysis.summary import VERDICT_THRESHOLDS
 MARKERS = {"step0": ("^", "step 0 (initialisation)", "0.35"),
            "first": ("o", "first epoch", "white"),
            "last": ("o", "last epoch", "#1f77b4")}
-CHANCE_COLOUR = "#ff7f0e"
+CHANCE_COLOUR = "0.35"  # grey: no run colour (tab10) is grey-black
 
 
 def plot_overview(configs: Sequence[Configuration], chance: Chance | None, metric: str,
                   path: Path, title: str) -> Path:
     labels = [plain(c.name) for c in configs]
     left = 0.3 + max((text_width(label, 8.5) for label in labels), default=0.5)
-    height = min(max(2.6, 0.32 * len(configs) + 1.7), 14)
+    height = min(max(2.4, 0.22 * len(configs) + 1.6), 12)
     fig = new_figure(title, 11.5, height, left=left, right=0.25, top=0.55, bottom=1.05,
                      wspace=0.08)
     grid = fig.add_gridspec(1, 2, width_ratios=(1, 1.6))
     ax_acc, ax_flow = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
     rows = np.arange(len(configs))
     if chance is not None:
-        ax_acc.axvspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.18,
+        ax_acc.axvspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.15,
                        linewidth=0)
-        ax_acc.axvline(100 * chance.accuracy, color=CHANCE_COLOUR, linewidth=1)
+        ax_acc.axvline(100 * chance.accuracy, color=CHANCE_COLOUR, linewidth=1, linestyle=":")
     ratios: list[float] = []
     for row, config in zip(rows, configs, strict=True):
-        values = [100 * v for v in config.best_val_acc.values]
+        values = [100 * v for v in config.final_val_acc.values]
         if values:
             ax_acc.plot(values, [row] * len(values), "o", color="0.3", markersize=3)
             ax_acc.plot([np.mean(values)], [row], "|", color="black", markersize=13, mew=2)
@@ -89,14 +89,14 @@ def plot_overview(configs: Sequence[Configuration], chance: Chance | None, metri
     for ax in (ax_acc, ax_flow):
         ax.set_ylim(len(configs) - 0.5, -0.5)
         ax.grid(True, axis="x", alpha=0.3)
-    ax_acc.set_xlabel("best validation accuracy (%)")
+    ax_acc.set_xlabel("final validation accuracy (%)")
     ax_flow.set_xlabel("first-to-last gradient ratio (input side / output side, log scale)")
     handles = [Line2D([], [], marker="o", color="0.3", linestyle="none", markersize=3,
                       label="one seed"),
                Line2D([], [], marker="|", color="black", linestyle="none", markersize=10,
                       mew=2, label="mean over seeds")]
     if chance is not None:
-        handles.append(Line2D([], [], color=CHANCE_COLOUR, linewidth=6, alpha=0.4,
+        handles.append(Line2D([], [], color=CHANCE_COLOUR, linewidth=6, alpha=0.3,
                               label=f"chance ({100 * chance.low:.0f}-{100 * chance.high:.0f}%)"))
     handles += [Line2D([], [], marker=marker, markerfacecolor=face, color="#1f77b4",
                        linestyle="none", label=label)

@@ -18,9 +18,9 @@ def pct(value: Estimate, interval: bool = False) -> str:
     return format_estimate(value, percent=True, interval=interval)
 
 
-def accuracy(config: Configuration, interval: bool = False) -> str:
-    """"96.2%" or "10.4%, at chance" (best validation accuracy over seeds)."""
-    text = pct(config.best_val_acc, interval)
+def accuracy(config: Configuration, interval: bool = False, final: bool = False) -> str:
+    """"96.2%" or "10.4%, at chance": best (or `final`) validation accuracy over seeds."""
+    text = pct(config.final_val_acc if final else config.best_val_acc, interval)
     outcome = config.outcome()
     return f"{text}, {outcome}" if outcome else text
 

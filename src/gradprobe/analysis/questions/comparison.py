@@ -44,7 +44,7 @@ def configuration_table(configs: Sequence[Configuration], labels: Sequence[str] 
     return table(TABLE_HEADERS, rows)
 
 
-def describe(config: Configuration, label: str | None = None) -> str:
+def describe(config: Configuration, label: str | None = None, flow: bool = True) -> str:
     """"vgg_deep stays at chance (14.1%), vanishing by epoch 7" / "vgg16 learns (97.0%), ..."."""
     name = label or config.name
     if config.best_val_acc.n == 0:
@@ -56,7 +56,7 @@ def describe(config: Configuration, label: str | None = None) -> str:
                  f"({pct(config.best_val_acc)} mean best)")
     else:
         state = f"learns ({pct(config.best_val_acc)})"
-    return f"{name} {state}, {config.verdict_text()}"
+    return f"{name} {state}, {config.verdict_text()}" if flow else f"{name} {state}"
 
 
 def answer_sentence(configs: Sequence[Configuration]) -> str:
@@ -145,7 +145,7 @@ def section(context: Context) -> Section:
                                     chance=analysis.chance)
         blocks.append(context.figures.block(
             path, "training curves of the compared models",
-            "Loss and accuracy per epoch, train solid, validation dashed; the orange line is "
+            "Loss and accuracy per epoch, train solid, validation dashed; the dotted grey line is "
             "chance."))
     blocks += [p(s) for s in residual_sentences(analysis, configs)]
     return Section("step4", "Step 4: comparison", tuple(blocks))

@@ -50,11 +50,12 @@ def answer_sentence(experiment: Experiment) -> str:
     changes = len(verdicts) > 1 or len(chance) > 1
     lead = "Yes" if changes else "No"
     if len(variants) == 1:
-        return f"Only one variant ran: {describe(best, best_label)}."
-    flow = ("the gradient-flow verdict changes with it" if len(verdicts) > 1
+        return f"Only one variant ran: {describe(best, best_label, flow=False)}."
+    flow = ("the gradient-flow verdict changes with it (table)" if len(verdicts) > 1
             else f"every variant is {verdicts.pop()}")
-    return (f"{lead}: {describe(best, best_label)}, while {describe(worst, worst_label)} "
-            f"({accuracy_difference(best, worst)}); {flow}.")
+    return (f"{lead}: {describe(best, best_label, flow=False)}, while "
+            f"{describe(worst, worst_label, flow=False)} ({accuracy_difference(best, worst)}); "
+            f"{flow}.")
 
 
 def _depth_cells(experiment: Experiment) -> dict[tuple[int, bool], Configuration]:
@@ -122,7 +123,7 @@ def experiment_blocks(context: Context, experiment: Experiment) -> list[Block]:
         blocks.append(context.figures.block(
             path, f"{experiment.title}: depth profiles and training curves",
             "Top: depth profile at the first (dashed) and last (solid) epoch; below: loss and "
-            "accuracy, train solid, validation dashed, chance orange."))
+            "accuracy, train solid, validation dashed, chance dotted grey."))
     improving = [label for label, c in experiment.variants if still_improving(analysis, c)]
     if improving and 2 * len(improving) > len(experiment.variants):
         blocks.append(p(f"Validation accuracy was still rising at the last epoch in "

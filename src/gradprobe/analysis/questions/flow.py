@@ -11,7 +11,7 @@ import math
 from gradprobe.analysis.configurations import Configuration
 from gradprobe.analysis.document import Block, Context, Section, answer, p
 from gradprobe.analysis.figures import plot_layer_norms, plot_layer_subset
-from gradprobe.analysis.format import fmt_ratio, join_words
+from gradprobe.analysis.format import fmt_ratio
 from gradprobe.analysis.questions.common import comparison_or_all
 from gradprobe.analysis.states import state_text
 from gradprobe.analysis.study import StudyAnalysis
@@ -37,24 +37,44 @@ def end_change(analysis: StudyAnalysis, config: Configuration) -> tuple[float, f
     return changes[0], changes[1]
 
 
-def answer_sentence(analysis: StudyAnalysis) -> str:
-    parts = []
+def changes(analysis: StudyAnalysis) -> list[tuple[Configuration, float, float]]:
+    found = []
     for config in comparison_or_all(analysis):
         change = end_change(analysis, config)
-        if change is None or not all(math.isfinite(c) for c in change):
-            continue
-        parts.append(f"{config.name} {fmt_ratio(change[0])}× at the input side and "
-                     f"{fmt_ratio(change[1])}× at the output side")
-    if not parts:
+        if change is not None and all(math.isfinite(c) and c > 0 for c in change):
+            found.append((config, change[0], change[1]))
+    return found
+
+
+def answer_sentence(analysis: StudyAnalysis) -> str:
+    found = changes(analysis)
+    if not found:
         return "No compared run recorded two epochs of finite gradients, so nothing evolves here."
-    return ("From the first epoch to the last, the epoch-mean gradient norm changed by "
-            + join_words(parts) + " (first seed of each).")
+    ranked = sorted(found, key=lambda item: abs(math.log10(item[1])))
+    most, least = ranked[-1], ranked[0]
+    text = (f"Between the first and the last epoch the input-side layer's gradient norm changes "
+            f"most in {most[0].name} (×{fmt_ratio(most[1])})")
+    if least is not most:
+        text += f" and least in {least[0].name} (×{fmt_ratio(least[1])})"
+    return text + "."
+
+
+def detail_sentence(analysis: StudyAnalysis) -> str | None:
+    found = changes(analysis)
+    if not found:
+        return None
+    return ("Last epoch over first, input side and output side (first seed): "
+            + "; ".join(f"{c.name} ×{fmt_ratio(a)} and ×{fmt_ratio(b)}" for c, a, b in found)
+            + ".")
 
 
 def section(context: Context) -> Section:
     analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
     label = metric_info(analysis.metric).label
     blocks: list[Block] = [answer(answer_sentence(analysis))]
+    detail = detail_sentence(analysis)
+    if detail:
+        blocks.append(p(detail))
     configs = comparison_or_all(analysis)
     subset = context.subset_layers
     if subset:

@@ -66,7 +66,7 @@ def setup_sentences(analysis: StudyAnalysis) -> list[str]:
     return sentences
 
 
-RESULT_HEADERS = ("configuration", "best val acc (mean of n seeds)", "n",
+RESULT_HEADERS = ("configuration", "final val acc (mean of n seeds)", "n",
                   "weight-gradient ratio: step 0 / first / last epoch",
                   "output-gradient ratio: step 0 / first / last epoch", "verdict")
 
@@ -81,7 +81,7 @@ def result_rows(analysis: StudyAnalysis) -> list[list[str]]:
                 continue
             cells.append(" / ".join(ratio(config, metric, point)
                                     for point in ("step0", "first", "last")))
-        rows.append([config.name, accuracy(config), str(len(config.runs)), *cells,
+        rows.append([config.name, accuracy(config, final=True), str(len(config.runs)), *cells,
                      config.verdict_text()])
     return rows
 
@@ -95,7 +95,7 @@ def section(context: Context) -> Section:
                              "Accuracy against chance, and gradient flow, per configuration")
         blocks.append(context.figures.block(
             path, "accuracy and first-to-last ratio of every configuration",
-            "Left: best validation accuracy (dots: seeds; bar: mean; orange: a guesser's "
+            "Left: final validation accuracy (dots: seeds; bar: mean; grey: a guesser's "
             "range). Right: first-to-last ratio of the weight gradient at step 0, the first "
             "and the last epoch; shaded: vanishing (left) and exploding (right)."))
         chance = (f" At chance: {analysis.chance.describe()}." if analysis.chance else "")
