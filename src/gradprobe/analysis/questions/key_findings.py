@@ -13,8 +13,9 @@ MAX_KEY_FINDINGS = 8
 def sentences(analysis: StudyAnalysis) -> list[str]:
     found = [comparison.key_finding(analysis), comparison.vanishing_finding(analysis),
              batch_norm.key_finding(analysis), residual.key_finding(analysis)]
+    # batch norm and depth/residual have their own key findings above
     found += [experiments.key_finding(e) for e in analysis.experiments
-              if set(e.axes) not in ({"norm"},)]
+              if set(e.axes) != {"norm"} and not {"depth", "residual"} <= set(e.axes)]
     found.append(why.key_finding(analysis))
     unique = list(dict.fromkeys(s for s in found if s))
     return unique[:MAX_KEY_FINDINGS]
