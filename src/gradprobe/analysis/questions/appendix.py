@@ -125,7 +125,8 @@ def section(context: Context) -> Section:
          "ratio, first epoch", "ratio, last epoch", "verdict, first epoch"], run_rows(analysis))]
     notes = list(analysis.study.problems) + [
         f"{name}: {'; '.join(run.problems)}" for name, run in analysis.study.runs.items()
-        if run.problems and run.state is RunState.COMPLETED]
+        if run.problems and (run.state is RunState.COMPLETED  # damage: whatever the state
+                             or any("is damaged" in problem for problem in run.problems))]
     if notes:
         blocks += [p("Notes on the records:"), bullets(notes)]
     blocks += setup_tables(analysis)

@@ -76,16 +76,22 @@ def training_sentence(analysis: StudyAnalysis) -> str | None:
             "explain the profile.")
 
 
-def parts_sentence(analysis: StudyAnalysis) -> str | None:
-    parts = [c for c, k in first_checks(analysis) if k.agreement == PARTS]
-    none = [c for c, k in first_checks(analysis) if k.agreement in (NO_PREDICTION, NOT_MEASURED)]
+def parts_sentences(analysis: StudyAnalysis) -> list[str]:
+    """Where theory and measurement part, and where there is nothing to compare (one sentence
+    each: a reader, or a rerun after damage, can tell them apart)."""
+    checks = first_checks(analysis)
+    parts = [c for c, k in checks if k.agreement == PARTS]
+    unpredicted = [c for c, k in checks if k.agreement == NO_PREDICTION]
+    unmeasured = [c for c, k in checks if k.agreement == NOT_MEASURED]
     sentences = []
     if parts:
         sentences.append(f"Theory and step-0 measurement part in {names(parts)}, narrow or "
                          "small-batch nets far from the theory's infinite-width limit.")
-    if none:
-        sentences.append(f"No prediction for {names(none)} (reasons in the appendix).")
-    return " ".join(sentences) or None
+    if unpredicted:
+        sentences.append(f"No prediction for {names(unpredicted)} (reasons in the appendix).")
+    if unmeasured:
+        sentences.append(f"Not measured for the theory: {names(unmeasured)} (see the appendix).")
+    return sentences
 
 
 def key_finding(analysis: StudyAnalysis) -> str | None:
@@ -120,7 +126,6 @@ def section(context: Context) -> Section:
     analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
     blocks: list[Block] = [answer(answer_sentence(analysis)), p(CHAIN_RULE),
                            formula(CHAIN_FORMULA), p(CHAIN_TEXT), p(THEORY_TEXT)]
-    for sentence in (training_sentence(analysis), parts_sentence(analysis)):
-        if sentence:
-            blocks.append(p(sentence))
+    moved = training_sentence(analysis)
+    blocks += [p(s) for s in ([moved] if moved else []) + parts_sentences(analysis)]
     return Section("why_vanish", "(b) Why gradients vanish", tuple(blocks), level=3)
