@@ -237,6 +237,9 @@ def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
     if any(run.state is RunState.DIVERGED for runs in groups.values() for run in runs):
         handles.append(Line2D([], [], color=DIVERGED_COLOUR, marker="X", linestyle="none",
                               label="diverged after this point"))
+    if chance:
+        handles.append(Line2D([], [], color=CHANCE_COLOUR, linestyle=":",
+                              label="chance (band: 95% of guessers)"))
     _legend_below(ax, handles)
 
 
