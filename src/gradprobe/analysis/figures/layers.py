@@ -65,7 +65,7 @@ def plot_layer_norms(run: RunOrFrame, metric: str = DEFAULT_METRIC,
     grads = run.gradients.loc[run.gradients[GradCol.metric] == metric]
     title = (f"{plain(run.name)}: {metric_info(metric).label} of all "
              f"{grads['layer'].nunique()} layers")
-    fig = new_figure(title, 9.5, 5.2, left=0.85, right=0.75, top=0.8, bottom=0.55)
+    fig = new_figure(title, 9.5, 5.5, left=0.85, right=0.75, top=0.8, bottom=0.85)
     ax = fig.add_subplot()
     if grads.empty:
         no_data(ax, f"no {metric} records")
@@ -102,7 +102,7 @@ def plot_layer_norms(run: RunOrFrame, metric: str = DEFAULT_METRIC,
     mark_divergence_step(ax, run)
     ax.legend(handles=[Line2D([], [], color="0.3", linewidth=0.6, alpha=0.6, label="per step"),
                        Line2D([], [], color="0.3", linewidth=2.4, label="epoch mean")],
-              loc="best", fontsize=8)
+              loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, frameon=False, fontsize=8)
     return _finish(fig, path)
 
 
