@@ -45,24 +45,31 @@ def configuration_table(configs: Sequence[Configuration], labels: Sequence[str] 
 
 
 def describe(config: Configuration, label: str | None = None, flow: bool = True) -> str:
-    """"vgg_deep stays at chance (14.1%), vanishing by epoch 7" / "vgg16 learns (97.0%), ..."."""
+    """"vgg_deep stays at chance (final 10.1%)" / "vgg16 learns (final 97.0%)", with the flow
+    verdict when `flow`."""
     name = label or config.name
-    if config.best_val_acc.n == 0:
+    if config.final_val_acc.n == 0:
         return f"{name} has no accuracy"
+    final = pct(config.final_val_acc)
     if config.at_chance:
-        state = f"stays at chance ({pct(config.best_val_acc)} at best)"
+        state = f"stays at chance (final {final})"
     elif config.at_chance_runs:
         state = (f"stays at chance in {config.at_chance_runs} of {config.judged_runs} seeds "
-                 f"({pct(config.best_val_acc)} mean best)")
+                 f"(final {final} on average)")
     else:
-        state = f"learns ({pct(config.best_val_acc)})"
+        state = f"learns (final {final})"
     return f"{name} {state}, {config.verdict_text()}" if flow else f"{name} {state}"
 
 
 def answer_sentence(configs: Sequence[Configuration]) -> str:
     if not configs:
         return "There are no runs to compare."
-    return "In the comparison, " + join_words([describe(c) for c in configs]) + "."
+    return ("In the comparison, " + join_words([describe(c, flow=False) for c in configs])
+            + " (validation accuracy).")
+
+
+def flow_sentences(configs: Sequence[Configuration]) -> list[str]:
+    return [f"Gradient flow of {c.name}: {c.verdict_text()}." for c in configs]
 
 
 def residual_sentences(analysis: StudyAnalysis, configs: Sequence[Configuration]) -> list[str]:
@@ -128,6 +135,7 @@ def section(context: Context) -> Section:
     if not configs:
         return Section("step4", "Step 4: comparison", tuple(blocks))
     blocks.append(configuration_table(configs))
+    blocks += [p(s) for s in flow_sentences(configs)]
     groups = {c.name: [analysis.run(n) for n in c.runs] for c in configs}
     metrics = [m for m in (analysis.metric, OUTPUT) if m in analysis.summaries]
     metrics = list(dict.fromkeys(metrics))

@@ -42,6 +42,21 @@ def categories(configs: list[Configuration]) -> dict[str, list[Configuration]]:
     return found
 
 
+METRIC_WORDS = {"weight_grad_norm": "weight gradient", "output_grad_norm": "output gradient"}
+
+
+def listed(configs: list[Configuration], point: str) -> str:
+    """Names, each with the metric that vanishes at `point` when only one of the two does."""
+    parts = []
+    for config in configs:
+        metrics = [m for m in METRIC_WORDS if m in config.ratios
+                   and config.point_verdict(point, m) == "vanishing"]
+        measured = [m for m in METRIC_WORDS if m in config.ratios]
+        only = f" ({METRIC_WORDS[metrics[0]]})" if len(metrics) == 1 < len(measured) else ""
+        parts.append(config.name + only)
+    return join_words(parts)
+
+
 def answer_sentence(analysis: StudyAnalysis) -> str:
     compared = categories(analysis.comparison or analysis.configurations)
     everywhere = categories(analysis.configurations)
@@ -56,9 +71,10 @@ def answer_sentence(analysis: StudyAnalysis) -> str:
     lead = "Yes" if judged and hit == judged else "Partly" if hit else "Not in the compared models"
     parts = []
     if compared["from step 0"]:
-        parts.append(f"from initialisation in {names(compared['from step 0'])}")
+        parts.append(f"from initialisation in {listed(compared['from step 0'], 'step0')}")
     if compared["later"]:
-        parts.append(f"not at initialisation, but by the last epoch in {names(compared['later'])}")
+        parts.append("not at initialisation, but by the last epoch in "
+                     f"{listed(compared['later'], 'last')}")
     if compared["recovered"]:
         parts.append(f"early, then no longer, in {names(compared['recovered'])}")
     if compared["never"]:
