@@ -104,7 +104,7 @@ def test_every_config_field_has_a_train_flag_that_sets_it() -> None:
             "--weight-decay", "0.001", "--optimizer", "adam", "--scheduler", "cosine",
             "--step-size", "2", "--gamma", "0.1", "--seed", "5", "--device", "cpu",
             "--threads", "2", "--amp", "--tensorboard", "--max-steps-per-epoch", "3",
-            "--warmup-epochs", "1.5",
+            "--warmup-epochs", "1.5", "--grad-clip", "1.0",
             "--checkpoint-every", "4", "--metrics", "update_ratio", "dead_fraction",
             "--every", "2"]
     config = run_config(build_parser().parse_args(argv))

@@ -36,7 +36,7 @@ SPEC = {
 TRAIN = ["train", "--model", "mlp", "--image-size", "8", "--images-per-class", "8",
          "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "2", "--quiet"]
 RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
-             record.GRADIENTS_FILE, "checkpoint.pt")
+             record.GRADIENTS_FILE, record.STEPS_FILE, "checkpoint.pt")
 
 Snapshot = dict[str, tuple[int, int]]
 

@@ -118,6 +118,9 @@ class TrainConfig(_Frozen):
                                   "an epoch (0 = off)")
     warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up over this "
                                  "many epochs (0 = off, as in the assignment)")
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient L2 norm "
+                                    "(all trainable parameters) to this value before each "
+                                    "optimiser step, after the probe records (default: off)")
 
 
 class ProbeConfig(_Frozen):

@@ -27,10 +27,12 @@ from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
 from gradprobe.progress import Progress
 from gradprobe.record import (
+    STEP_COLUMNS,
     TENSORBOARD_DIR,
     EpochRow,
     RunState,
     RunSummary,
+    StepRow,
     empty_gradients,
 )
 from gradprobe.train import faults
@@ -41,7 +43,7 @@ from gradprobe.train.checkpoint import (
     set_rng_state,
 )
 from gradprobe.train.device import resolve_device
-from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
+from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_factor, warmup_lr
 from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.state import RunPosition, RunResult
 from gradprobe.train.tensorboard import TensorBoardLogger
@@ -91,6 +93,7 @@ class Trainer:
         self.weight_distance = WeightDistance(
             self.model, enabled=WEIGHT_DISTANCE in cfg.probe.metrics)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        self._trainable = [param for param in self.model.parameters() if param.requires_grad]
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.train.amp else None
         self.criterion = nn.CrossEntropyLoss()
@@ -152,6 +155,9 @@ class Trainer:
                          "loss_sum": pos.loss_sum, "correct": pos.correct, "seen": pos.seen,
                          "seconds": pos.seconds},
             "metrics_rows": [row.as_dict() for row in pos.metrics_rows],
+            # columns, not one dict per step: the checkpoint stays small over long runs
+            "step_rows": {column: [getattr(row, column) for row in pos.step_rows]
+                          for column in STEP_COLUMNS},
             "weight_distance": self.weight_distance.state_dict(),
         }
         save_checkpoint(self.run_dir.path, payload)
@@ -169,7 +175,10 @@ class Trainer:
         set_rng_state(state["rng"])
         self.weight_distance.load_state_dict(state.get("weight_distance", []))
         rows = [EpochRow(**row) for row in state["metrics_rows"]]
-        self.position = RunPosition(**state["position"], metrics_rows=rows)
+        step_columns = state.get("step_rows") or {column: [] for column in STEP_COLUMNS}
+        step_rows = [StepRow(*values) for values in
+                     zip(*(step_columns[column] for column in STEP_COLUMNS), strict=True)]
+        self.position = RunPosition(**state["position"], metrics_rows=rows, step_rows=step_rows)
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -222,6 +231,9 @@ class Trainer:
                     loss = self.criterion(logits, labels)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
+                    # the step is on record with its loss; it had no backward, so no norm
+                    pos.step_rows.append(StepRow(pos.step, epoch_number, loss_value,
+                                                 self._step_lr(pos.step), math.nan))
                     raise _Diverged(pos.step, loss_value)
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
@@ -229,6 +241,9 @@ class Trainer:
                     loss.backward()
                 # The named point: after backward, before clipping and the optimiser step.
                 self.probe.record(pos.step, epoch_number, scaler=self.scaler)
+                grad_norm = self._measure_and_clip()
+                pos.step_rows.append(StepRow(pos.step, epoch_number, loss_value,
+                                             self._step_lr(pos.step), grad_norm))
                 with warmup_lr(optimizer, self.scheduler, pos.step, len(self.train_loader),
                                cfg.warmup_epochs):
                     if self.scaler is not None:
@@ -253,6 +268,36 @@ class Trainer:
         finally:
             bar.close()
             self._sync_epoch_counters(correct, started)
+
+    def _step_lr(self, step: int) -> float:
+        """The learning rate of optimiser step `step`'s update: the scheduled rate times the
+        warm-up factor, as `warmup_lr` sets it for the step."""
+        factor = warmup_factor(step, len(self.train_loader), self.config.train.warmup_epochs)
+        return self.optimizer.param_groups[0]["lr"] * factor
+
+    def _measure_and_clip(self) -> float:
+        """The global gradient norm of every trainable parameter (unscaled under AMP), then
+        clipping to `grad_clip` when set: after the probe recorded, before the step.
+
+        The norm is the one `clip_grad_norm_` computes (the L2 norm of the per-parameter
+        norms); clipping scales every gradient by grad_clip / (norm + 1e-6) when the norm
+        exceeds it, as `clip_grad_norm_` does. A non-finite norm is not clipped: under AMP the
+        scaler skips that step, and otherwise the next loss diverges.
+        """
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # scaler.step() then does not unscale again
+        grads = [param.grad for param in self._trainable if param.grad is not None]
+        if not grads:
+            return 0.0
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads]))
+        value = float(norm)
+        clip = self.config.train.grad_clip
+        if clip is not None and math.isfinite(value) and value > clip:
+            factor = clip / (value + 1e-6)
+            for grad in grads:
+                grad.mul_(factor)
+        return value
 
     def _sync_epoch_counters(self, correct: torch.Tensor, started: float) -> None:
         """Fold the on-device counters into the checkpointable position."""
@@ -295,6 +340,7 @@ class Trainer:
 
     def _write_history(self) -> None:
         self.run_dir.write_metrics(self.position.metrics_rows)
+        self.run_dir.write_steps(self.position.step_rows)
         self.run_dir.write_gradients(with_weight_distance(self.probe.to_frame(),
                                                           self.weight_distance.to_frame()))
 

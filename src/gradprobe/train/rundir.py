@@ -16,7 +16,7 @@ from filelock import FileLock, Timeout
 from gradprobe import record
 from gradprobe.errors import InputError
 from gradprobe.progress import Progress
-from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
+from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary, StepRow
 from gradprobe.record.io import REBUILDABLE
 from gradprobe.util.paths import prepare_output_dir
 
@@ -116,13 +116,16 @@ class RunDirectory:
     def write_metrics(self, rows: Sequence[EpochRow]) -> None:
         record.write_metrics(self.path, rows)
 
+    def write_steps(self, rows: Sequence[StepRow]) -> None:
+        record.write_steps(self.path, rows)
+
     def write_gradients(self, frame: pd.DataFrame) -> None:
         record.write_gradients(self.path, frame)
 
     def clear(self, *extra: str) -> None:
         """Delete the run's records (and `extra` files of the trainer's, such as checkpoints)."""
         for name in (record.CONFIG_FILE, record.STATUS_FILE, record.METRICS_FILE,
-                     record.GRADIENTS_FILE, record.SUMMARY_FILE, *extra):
+                     record.GRADIENTS_FILE, record.STEPS_FILE, record.SUMMARY_FILE, *extra):
             self.file(name).unlink(missing_ok=True)
         shutil.rmtree(self.file(record.TENSORBOARD_DIR), ignore_errors=True)
 
