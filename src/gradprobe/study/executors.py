@@ -29,6 +29,7 @@ class RunTask:
     name: str
     config: RunConfig
     run_dir: Path
+    force: bool = False  # train it again from scratch even when finished
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def run_one(task: RunTask, progress: Progress,
     from gradprobe.train import train
 
     try:
-        result = train(task.config, task.run_dir, name=task.name, progress=progress,
-                       load_data=load_data, record_refusal=True)
+        result = train(task.config, task.run_dir, name=task.name, force=task.force,
+                       progress=progress, load_data=load_data, record_refusal=True)
     except RunBusyError as error:
         return RunOutcome(task.name, RunState.RUNNING, str(error))
     except Exception as error:  # recorded with its traceback in the run's status.json

@@ -1,8 +1,8 @@
 """The training loop of one run: model + data + optimiser + probe, checkpointed to resume.
 
-The run directory is the only output (see DESIGN.md). The newest checkpoint is the source of
-truth for resuming: metrics rows and the probe's history live inside it, so a run killed at any
-instant resumes to exactly the state an uninterrupted run would have had.
+The run directory is the only output (`gradprobe.record` holds its contract). The newest
+checkpoint is the source of truth for resuming: metrics rows and the probe's history live inside
+it, so a run killed at any instant resumes to exactly the state an uninterrupted run would have had.
 """
 
 from __future__ import annotations

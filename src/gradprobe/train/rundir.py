@@ -1,4 +1,4 @@
-"""The run directory: every file of one run, written atomically (see DESIGN.md's contract)."""
+"""The run directory: every file of one run, written atomically (contract: `gradprobe.record`)."""
 
 from __future__ import annotations
 
