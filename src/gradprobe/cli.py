@@ -380,11 +380,9 @@ def _train(args: argparse.Namespace) -> int:
     progress = _progress(args.quiet)
     progress.message(_describe_run(config, train_preset(args)))
     result = train(config, args.out, force=args.force, progress=progress)
-    if result.state == RunState.DIVERGED:
+    if result.state == RunState.DIVERGED and args.quiet:  # else the run's last line said it
         print(f"{args.out}: diverged at step {result.summary['diverged_step']} "
               f"(a result, not a crash: see {STATUS_FILE})")
-    elif not args.quiet:
-        print(f"{args.out}: {result.state}, test accuracy {result.summary['test_acc']:.3f}")
     return EXIT_OK
 
 

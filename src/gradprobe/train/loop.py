@@ -25,7 +25,7 @@ from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
-from gradprobe.progress import Progress
+from gradprobe.progress import Progress, RunPace
 from gradprobe.record import (
     TENSORBOARD_DIR,
     EpochRow,
@@ -189,6 +189,7 @@ class Trainer:
                                           f"{self.device.type} -> {self.run_dir.path}")
                 self._write_history()
                 self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
+                self.pace = self._pace()
                 while pos.epoch < self.config.train.epochs:
                     self._train_epoch()
                     self._end_epoch()
@@ -204,6 +205,13 @@ class Trainer:
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
+
+    def _pace(self) -> RunPace:
+        """What is left of the run, for the estimate of how long it will take."""
+        pos, epochs_left = self.position, self.config.train.epochs - self.position.epoch
+        return RunPace(self.progress, self.name,
+                       train_steps=epochs_left * len(self.train_loader) - pos.batch,
+                       eval_batches=epochs_left * len(self.val_loader) + len(self.test_loader))
 
     def _train_epoch(self) -> None:
         pos, cfg = self.position, self.config.train
@@ -242,6 +250,7 @@ class Trainer:
                 pos.seen += batch_size
                 pos.batch += 1
                 pos.step += 1
+                self.pace.step_done()
                 # Accuracy needs a device sync: refresh it only every 20 steps.
                 bar.update(loss_value, (pos.correct + int(correct)) / max(pos.seen, 1)
                            if pos.batch % 20 == 0 else None)
@@ -249,6 +258,8 @@ class Trainer:
                     self._sync_epoch_counters(correct, started)
                     started = time.perf_counter()
                     self._checkpoint()
+                    # status.json says where the run can resume from, as the checkpoint does
+                    self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
                 faults.maybe_crash(pos.step)
         finally:
             bar.close()
