@@ -155,7 +155,7 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
     or a damaged config.json. One InputError lists every such run. `here=False` (Ray) leaves
     the device and memory checks to the machines the runs train on."""
     from gradprobe.train.preflight import check_run_config
-    from gradprobe.train.rundir import config_differences
+    from gradprobe.train.rundir import resume_changes
 
     problems: list[str] = []
     checked: dict[tuple[Any, ...], str | None] = {}
@@ -181,7 +181,7 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
             continue
         if existing is None:
             continue
-        changes = config_differences(existing.get("run", {}), config.model_dump(mode="json"))
+        _, changes = resume_changes(existing.get("run", {}), config.model_dump(mode="json"))
         if changes:
             problems.append(f"run {task.name!r} in {task.run_dir} was trained with another "
                             "config (the spec changed):\n    " + "\n    ".join(changes))

@@ -170,6 +170,11 @@ class Trainer:
         self.weight_distance.load_state_dict(state.get("weight_distance", []))
         rows = [EpochRow(**row) for row in state["metrics_rows"]]
         self.position = RunPosition(**state["position"], metrics_rows=rows)
+        if self.position.epoch > self.config.train.epochs:  # see RunDirectory.finished_run
+            raise InputError(f"{self.run_dir.path}'s checkpoint has trained "
+                             f"{self.position.epoch} epochs, more than --epochs "
+                             f"{self.config.train.epochs}; a run cannot be shortened. Use another "
+                             "--out, or --force to train it again from scratch.")
         return True
 
     # -- the loop --------------------------------------------------------------------------
