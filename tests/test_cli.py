@@ -104,6 +104,19 @@ def test_train_defaults_are_what_study_trains_with_the_same_preset(preset: str) 
         update={"norm": family_default("mlp", "norm")})}) == studied
 
 
+def test_train_of_a_zoo_model_is_the_builtin_studys_seed_0_run() -> None:
+    """What the README promises: `train --model vgg_deep` trains the study's `vgg_deep,seed=0`."""
+    from gradprobe.study.runner import load_builtin
+
+    studied = {run.name: run.config for run in plan_study(load_builtin("vanishing-gradients"),
+                                                           preset="quick").runs}
+    args = build_parser().parse_args(["train", "--model", "vgg_deep", "--out", "r",
+                                      "--preset", "quick"])
+    trained = run_config(args)
+    assert trained.model_copy(update={"model": trained.model.model_copy(
+        update={"norm": family_default("vgg_deep", "norm")})}) == studied["vgg_deep,seed=0"]
+
+
 def test_train_without_preset_uses_the_study_default(monkeypatch: pytest.MonkeyPatch) -> None:
     args = build_parser().parse_args(["train", "--model", "mlp", "--out", "r"])
     for preset in ("quick", "full"):
