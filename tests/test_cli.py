@@ -318,3 +318,24 @@ def test_every_other_help_default_is_the_value_used(monkeypatch: pytest.MonkeyPa
     for dest, field in (("architectures", "models"), ("activations", "activations"),
                         ("inits", "inits")):
         assert _DEFAULT.findall(scan[dest])[1] == _typed(getattr(TheoryConfig(), field)), dest
+
+
+def test_the_hint_for_a_finished_run_names_a_flag_study_has(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: one\ndata: {image_size: 16, images_per_class: 16}\n"
+                    "train: {epochs: 1, batch_size: 8}\nmodel: {width: 0.25}\n"
+                    "runs: [{model: plain_stack, options: {depth: 3}}]\n", encoding="utf-8")
+    out = tmp_path / "study"
+    args = ["study", str(spec), "--preset", "smoke", "--out", str(out), "--jobs", "1"]
+    assert main(args) == 0
+    metrics = out / "runs" / "plain_stack" / "metrics.csv"
+    before = metrics.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already completed, left as it is (use --force to train it again)" in \
+        capsys.readouterr().err
+    assert metrics.stat().st_mtime_ns == before
+    assert main([*args, "--force"]) == 0  # the flag the hint names: it trains the run again
+    assert metrics.stat().st_mtime_ns != before
+    assert "training plain_stack" in capsys.readouterr().err

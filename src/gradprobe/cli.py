@@ -389,10 +389,11 @@ def _train(args: argparse.Namespace) -> int:
 def _describe_run(config: RunConfig, preset: str) -> str:
     """What `train` is about to train, and from which preset its unset flags came."""
     data, train = config.data, config.train
+    other = "" if preset == "full" else "; --preset full is the assignment's setup"
     return (f"preset {preset}: {config.model.name} at width {config.model.width:g} on "
             f"{data.dataset} at {data.image_size}x{data.image_size}, {train.epochs} epochs of "
             f"batch {train.batch_size}, {train.optimizer} lr {train.lr:g} (flags given override "
-            "the preset; --preset full is the assignment's setup)")
+            f"the preset{other})")
 
 
 def _study(args: argparse.Namespace) -> int:
