@@ -1,6 +1,7 @@
 """The run-directory contract: file names, columns, states, typed records, reading and writing.
 
-Torch-free, so the analysis can read records anywhere. See DESIGN.md, "A run directory".
+Torch-free, so the analysis can read records anywhere. README.md, "What a study writes",
+describes the files for users.
 """
 
 from gradprobe.record.io import (

@@ -75,6 +75,7 @@ def run_study(
     execution: ExecutionConfig | None = None,
     progress: Progress | None = None,
     write_report: bool = True,
+    force: bool = False,
     **execution_options: Any,
 ) -> StudyResult:
     """Run every run of a study into `out_dir/runs/`, then write its report.
@@ -86,21 +87,22 @@ def run_study(
     passes `presets.default_jobs(preset)`; here the default stays 1, so a script needs no
     `if __name__ == "__main__":` guard for the process pool's spawned workers.) Idempotent:
     finished runs are skipped, interrupted ones resume from their checkpoints, and the report
-    is rendered again from whatever the run directories hold.
+    is rendered again from whatever the run directories hold. `force` trains every run again
+    from scratch, finished ones (and ones of a changed spec) included.
     """
     progress = progress or NullProgress()
     execution = _execution(execution, execution_options)
     study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
     study_dir = Path(out_dir).resolve()
     runs_dir = study_dir / record.RUNS_DIR
-    tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"))
+    tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"), force)
              for run in study.runs]
     # Everything that can be refused is refused before the first run starts or a file is written.
     _check_same_study(study_dir, study, progress)
     check_runs(tasks, here=execution.executor != "ray")
+    prepare_output_dir(study_dir)  # before the plan names the report's path in it
     for line in describe_plan(study, study_dir):
         progress.message(line)
-    prepare_output_dir(study_dir)
     record.write_study_file(study_dir, study.to_yaml_dict())
     if execution.executor == "ray":
         outcomes = execute_ray(tasks, progress, address=execution.ray_address)
@@ -153,7 +155,7 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
     or a damaged config.json. One InputError lists every such run. `here=False` (Ray) leaves
     the device and memory checks to the machines the runs train on."""
     from gradprobe.train.preflight import check_run_config
-    from gradprobe.train.rundir import config_differences
+    from gradprobe.train.rundir import resume_changes
 
     problems: list[str] = []
     checked: dict[tuple[Any, ...], str | None] = {}
@@ -170,6 +172,8 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
         if checked[key] is not None:
             problems.append(f"run {task.name!r}: {checked[key]}")
             continue
+        if task.force:  # its directory is cleared: what it held does not matter
+            continue
         try:
             existing = record.read_run_file(task.run_dir / record.CONFIG_FILE)
         except record.RunFileError as error:
@@ -177,7 +181,7 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
             continue
         if existing is None:
             continue
-        changes = config_differences(existing.get("run", {}), config.model_dump(mode="json"))
+        _, changes = resume_changes(existing.get("run", {}), config.model_dump(mode="json"))
         if changes:
             problems.append(f"run {task.name!r} in {task.run_dir} was trained with another "
                             "config (the spec changed):\n    " + "\n    ".join(changes))

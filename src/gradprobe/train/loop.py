@@ -1,8 +1,8 @@
 """The training loop of one run: model + data + optimiser + probe, checkpointed to resume.
 
-The run directory is the only output (see DESIGN.md). The newest checkpoint is the source of
-truth for resuming: metrics rows and the probe's history live inside it, so a run killed at any
-instant resumes to exactly the state an uninterrupted run would have had.
+The run directory is the only output (`gradprobe.record` holds its contract). The newest
+checkpoint is the source of truth for resuming: metrics rows and the probe's history live inside
+it, so a run killed at any instant resumes to exactly the state an uninterrupted run would have had.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
-from gradprobe.progress import Progress
+from gradprobe.progress import Progress, RunPace
 from gradprobe.record import (
     STEP_COLUMNS,
     TENSORBOARD_DIR,
@@ -179,6 +179,11 @@ class Trainer:
         step_rows = [StepRow(*values) for values in
                      zip(*(step_columns[column] for column in STEP_COLUMNS), strict=True)]
         self.position = RunPosition(**state["position"], metrics_rows=rows, step_rows=step_rows)
+        if self.position.epoch > self.config.train.epochs:  # see RunDirectory.finished_run
+            raise InputError(f"{self.run_dir.path}'s checkpoint has trained "
+                             f"{self.position.epoch} epochs, more than --epochs "
+                             f"{self.config.train.epochs}; a run cannot be shortened. Use another "
+                             "--out, or --force to train it again from scratch.")
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -198,6 +203,7 @@ class Trainer:
                                           f"{self.device.type} -> {self.run_dir.path}")
                 self._write_history()
                 self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
+                self.pace = self._pace()
                 while pos.epoch < self.config.train.epochs:
                     self._train_epoch()
                     self._end_epoch()
@@ -213,6 +219,13 @@ class Trainer:
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
+
+    def _pace(self) -> RunPace:
+        """What is left of the run, for the estimate of how long it will take."""
+        pos, epochs_left = self.position, self.config.train.epochs - self.position.epoch
+        return RunPace(self.progress, self.name,
+                       train_steps=epochs_left * len(self.train_loader) - pos.batch,
+                       eval_batches=epochs_left * len(self.val_loader) + len(self.test_loader))
 
     def _train_epoch(self) -> None:
         pos, cfg = self.position, self.config.train
@@ -257,6 +270,7 @@ class Trainer:
                 pos.seen += batch_size
                 pos.batch += 1
                 pos.step += 1
+                self.pace.step_done()
                 # Accuracy needs a device sync: refresh it only every 20 steps.
                 bar.update(loss_value, (pos.correct + int(correct)) / max(pos.seen, 1)
                            if pos.batch % 20 == 0 else None)
@@ -264,6 +278,8 @@ class Trainer:
                     self._sync_epoch_counters(correct, started)
                     started = time.perf_counter()
                     self._checkpoint()
+                    # status.json says where the run can resume from, as the checkpoint does
+                    self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
                 faults.maybe_crash(pos.step)
         finally:
             bar.close()
