@@ -335,17 +335,18 @@ def _scan(args: argparse.Namespace) -> int:
     from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
     progress = _progress(args.quiet)
-    prepare_output_dir(args.out)
     if args.theory:
         options = {"models": args.architectures, "depths": args.depths,
                    "activations": args.activations, "inits": args.inits}
         theory = TheoryConfig(**{k: v for k, v in options.items() if v is not None})
+        prepare_output_dir(args.out)  # only once the options are valid: a refusal writes nothing
         run_theory(theory, args.out, progress=progress)
         print(f"theory written to {args.out}")
         return EXIT_OK
     overrides = {"architectures": args.architectures, "depths": args.depths,
                  "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
     config = ScanConfig(**{k: v for k, v in overrides.items() if v is not None})
+    prepare_output_dir(args.out)
     run_scan(config, args.out, progress=progress)
     print(f"scan written to {args.out}")
     return EXIT_OK

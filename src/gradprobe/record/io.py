@@ -38,6 +38,7 @@ from gradprobe.record.schema import (
     RunSummary,
 )
 from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.safe_yaml import load_yaml
 
 # What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
 _REBUILT = ("run the same `gradprobe train` or `gradprobe study` command again: it deletes the "
@@ -204,7 +205,7 @@ def _read_gradients(path: Path) -> pd.DataFrame:
 
 
 def _read_study(path: Path) -> dict[str, Any]:
-    spec = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    spec = load_yaml(path.read_bytes().decode("utf-8"), str(path)) or {}
     if not isinstance(spec, dict):
         raise RunFileError(path, f"it holds a YAML {type(spec).__name__}, not a mapping")
     return spec

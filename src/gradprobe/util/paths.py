@@ -84,3 +84,10 @@ def first_missing_ancestor(path: Path) -> Path | None:
             break
         missing = candidate
     return missing
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """`path` as printable text: bytes that are not UTF-8 (surrogate-escaped by the OS layer)
+    shown as `\\xff` instead of raising UnicodeEncodeError in a message, a record or a key."""
+    text = os.fspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
