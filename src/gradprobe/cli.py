@@ -32,6 +32,7 @@ from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
 from gradprobe.record import REPORT_HTML, RUNS_DIR, STATUS_FILE, STUDY_FILE, RunState
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
+from gradprobe.util.atomic import NoSpaceError
 from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{_flag_of(e['loc'])}: {e['msg']}" for e in error.errors())
         print(f"gradprobe {args.command}: error: invalid option: {problems}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NoSpaceError as error:  # a full disk: one message with the path and space, exit 1
+        print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -124,8 +124,8 @@ class TrainConfig(_Frozen):
                         description="passes over the train split")
     batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE, strict=True,
                             description="images per optimiser step")
-    lr: float = Field(0.01, gt=0, strict=True, allow_inf_nan=False,
-                      description="initial learning rate")
+    # inf is allowed: the run diverges at its first step, a result (not a resource)
+    lr: float = Field(0.01, gt=0, strict=True, description="initial learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, strict=True, description="SGD momentum (the "
                             "assignment used plain SGD)")
     weight_decay: float = Field(0.0, ge=0, strict=True, allow_inf_nan=False,
