@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--dataset", default=None,
                        help="replaces the spec's dataset: "
                             f"{DataConfig.model_fields['dataset'].description}")
+    study.add_argument("--data-root", default=None,
+                       help="replaces the spec's data_root: "
+                            f"{DataConfig.model_fields['data_root'].description}")
     add_config_flags(study, ExecutionConfig, "execution")
     study.add_argument("--quiet", action="store_true", help="print nothing but the result")
     study.set_defaults(handler=_study)
@@ -282,7 +285,7 @@ def _study(args: argparse.Namespace) -> int:
     if "jobs" not in execution and execution.get("executor", "local") == "local":
         execution["jobs"] = default_jobs(args.preset or default_preset())  # quick: 1 per core
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
-                       progress=_progress(args.quiet), **execution)
+                       data_root=args.data_root, progress=_progress(args.quiet), **execution)
     print(_format_rows(result.rows))
     print(f"report: {result.report.get('html', result.study_dir / REPORT_HTML)}")
     if not result.unfinished:

@@ -60,10 +60,11 @@ def spec_from_argument(argument: str | Path | dict[str, Any] | StudySpec | None)
     return load_spec(argument)
 
 
-def plan_study(spec: StudySpec, *, preset: str | None = None,
-               dataset: str | None = None) -> ResolvedStudy:
+def plan_study(spec: StudySpec, *, preset: str | None = None, dataset: str | None = None,
+               data_root: str | None = None) -> ResolvedStudy:
     preset_name = preset or default_preset()
-    return resolve(spec, get_preset(preset_name), preset_name, dataset=dataset)
+    return resolve(spec, get_preset(preset_name), preset_name, dataset=dataset,
+                   data_root=data_root)
 
 
 def run_study(
@@ -72,6 +73,7 @@ def run_study(
     *,
     preset: str | None = None,
     dataset: str | None = None,
+    data_root: str | None = None,
     execution: ExecutionConfig | None = None,
     progress: Progress | None = None,
     write_report: bool = True,
@@ -80,7 +82,8 @@ def run_study(
     """Run every run of a study into `out_dir/runs/`, then write its report.
 
     `spec` is a built-in study's name, a YAML path, a dict or a `StudySpec` (None: the built-in
-    default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` replaces the spec's.
+    default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` and `data_root`
+    replace the spec's.
     Who trains the runs is `execution`, or its fields as keywords (`jobs=2`, `executor="ray"`,
     `ray_address=...`); it never changes a run's numbers. (`gradprobe study` without --jobs
     passes `presets.default_jobs(preset)`; here the default stays 1, so a script needs no
@@ -90,7 +93,8 @@ def run_study(
     """
     progress = progress or NullProgress()
     execution = _execution(execution, execution_options)
-    study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
+    study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset,
+                       data_root=data_root)
     study_dir = Path(out_dir).resolve()
     runs_dir = study_dir / record.RUNS_DIR
     tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"))
@@ -156,6 +160,7 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
     from gradprobe.train.rundir import config_differences
 
     problems: list[str] = []
+    refused: dict[str, list[str]] = {}  # a preflight message -> the runs it refuses
     checked: dict[tuple[Any, ...], str | None] = {}
     for task in tasks:
         config = task.config
@@ -167,8 +172,9 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
                 checked[key] = None
             except InputError as error:
                 checked[key] = str(error)
-        if checked[key] is not None:
-            problems.append(f"run {task.name!r}: {checked[key]}")
+        message = checked[key]
+        if message is not None:
+            refused.setdefault(message, []).append(task.name)
             continue
         try:
             existing = record.read_run_file(task.run_dir / record.CONFIG_FILE)
@@ -181,6 +187,12 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
         if changes:
             problems.append(f"run {task.name!r} in {task.run_dir} was trained with another "
                             "config (the spec changed):\n    " + "\n    ".join(changes))
+    refusals = []
+    for message, names in refused.items():  # a shared cause (the data) said once, not per run
+        shown = ", ".join(repr(name) for name in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        refusals.append(f"run{'s' if len(names) > 1 else ''} {shown}{more}: {message}")
+    problems = [*refusals, *problems]
     if problems:
         changed = any("the spec changed" in problem for problem in problems)
         fix = ("\nFix: restore the spec, use another --out, or delete the changed run "

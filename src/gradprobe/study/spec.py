@@ -236,11 +236,12 @@ def _format_path(loc: tuple[Any, ...]) -> str:
 
 
 def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str,
-            dataset: str | None = None) -> ResolvedStudy:
+            dataset: str | None = None, data_root: str | None = None) -> ResolvedStudy:
     """Merge the preset under the spec and expand experiments into runs.
 
     Precedence, lowest first: preset, spec's shared sections, a run's own overrides, an
-    experiment axis value. `dataset` (the CLI's --dataset) overrides the spec's dataset.
+    experiment axis value. `dataset` and `data_root` (the CLI's --dataset and --data-root)
+    override the spec's.
     """
     from gradprobe.models import family_default, list_models
 
@@ -248,6 +249,8 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     data = {**preset.get("data", {}), **_written(spec.data)}
     if dataset is not None:
         data["dataset"] = dataset
+    if data_root is not None:
+        data["data_root"] = data_root
     train = {**preset.get("train", {}), **_written(spec.train)}
     probe = {**preset.get("probe", {}), **_written(spec.probe)}
     model_defaults = {**preset.get("model", {}), **_written(spec.model)}

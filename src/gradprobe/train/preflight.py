@@ -108,8 +108,8 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             raise InputError(
                 f"{model_name} cannot take {image_size}x{image_size} images: its layers shrink "
                 f"them to nothing ({str(error).splitlines()[0]}). Fix: use a larger "
-                "--image-size (32 or more for the VGG and ResNet families), or a shallower "
-                "model."
+                "--image-size (data.image_size in a study spec; 32 or more for the VGG and "
+                "ResNet families), or a shallower model."
             ) from None
     parameters = sum(parameter.numel() for parameter in model.parameters())
     minimum = BYTES_PER_ELEMENT * (PARAMETER_COPIES * parameters + elements * batch_size)
@@ -120,7 +120,8 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             f"({parameters:,} parameters; activations for a batch of {batch_size} "
             f"{image_size}x{image_size} images), more than the {_human(available)} free on "
             f"{torch.device(device)}. Fix: lower --width, --depth, --image-size or "
-            "--batch-size."
+            "--batch-size (in a study spec: model.width, the run's options.depth, "
+            "data.image_size, train.batch_size)."
         )
     return RunFootprint(parameters, elements, minimum)
 

@@ -47,6 +47,12 @@ class RunDirectory:
         except Timeout as error:
             raise RunBusyError(f"run directory {self.path} is being trained by another process; "
                                "wait for it to finish or use another --out.") from error
+        except OSError as error:  # filelock opens with O_NOFOLLOW: a planted link is ELOOP
+            path = self.path / record.LOCK_FILE
+            what = "a symbolic link" if path.is_symlink() else "not a lockable file"
+            raise InputError(f"the lock file {path} is {what} ({error.strerror}); gradprobe "
+                             "never follows it, so its target is untouched. Fix: delete it (a "
+                             "lock holds nothing) and run the same command again.") from None
         return lock
 
     def read_status(self) -> RunStatus | None:
