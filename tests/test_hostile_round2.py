@@ -107,8 +107,9 @@ REFUSED = [
      r"'/nonexistent/images' does not exist"),
     ("study-dataset-dev-null", _study_flags("--dataset", "/dev/null"), 2,
      r"dataset path '/dev/null' is a file, not a directory"),
-    ("study-data-root-dev-null", _study(data={"dataset": "fashion-mnist", "data_root": "/dev/null"}),
-     2, r"--data-root '/dev/null' is a file, not a directory"),
+    ("study-data-root-dev-null",
+     _study(data={"dataset": "fashion-mnist", "data_root": "/dev/null"}), 2,
+     r"the data root '/dev/null' \(--data-root; data\.data_root in a spec\) is a file"),
     ("study-data-root-flag", _study_flags("--dataset", "cifar10", "--data-root",
                                           "/nonexistent/data"), 2,
      r"cifar10 was not found offline \(looked in: --data-root /nonexistent/data.*point "
@@ -403,6 +404,21 @@ def test_full_disk_in_the_study_report_is_one_message(
                      err), err
     assert left_running(tmp_path) == []
     assert not any(path.name.endswith(".tmp") for path in out.rglob("*"))
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_report_writers_temporaries_go_on_the_next_study(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = ["study", write_spec(tmp_path), "--out", out, "--preset", "smoke", "--quiet",
+            "--jobs", "1"]
+    assert cli(argv, capsys)[0] == 0
+    stale = [out / record.FIGURES_DIR / ".overview.png.k1ll3d.tmp", out / ".report.md.x1.tmp"]
+    for path in stale:
+        path.write_bytes(b"")
+    assert cli(argv, capsys)[0] == 0
+    assert not any(path.exists() for path in stale)
+    assert (out / record.REPORT_MD).is_file()
 
 
 @contextlib.contextmanager

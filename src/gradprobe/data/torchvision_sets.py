@@ -161,8 +161,9 @@ def check_available(kind: str, data_root: str | None, download: bool) -> None:
     if data_root:
         root = Path(data_root).expanduser()
         if root.exists() and not root.is_dir():
-            raise InputError(f"--data-root '{root}' is a file, not a directory. Fix: point it at "
-                             f"the folder that holds the {kind} files.")
+            raise InputError(f"the data root '{root}' (--data-root; data.data_root in a spec) "
+                             "is a file, not a directory. Fix: point it at the folder that "
+                             f"holds the {kind} files.")
     if download:
         return
     if kind == "fashion-mnist" and _find_fashion(data_root) is None:

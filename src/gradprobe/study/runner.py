@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +26,10 @@ from gradprobe.study.executors import (
 )
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
+from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
+
+REPORT_LOCK = ".report.lock"  # held by `study` while it writes the report
 
 
 @dataclass
@@ -116,8 +121,22 @@ def run_study(
     if write_report:
         from gradprobe.analysis import write_report as render
 
-        result.report = render(study_dir)
+        with _report_lock(study_dir):
+            result.report = render(study_dir)
     return result
+
+
+@contextlib.contextmanager
+def _report_lock(study_dir: Path) -> Iterator[None]:
+    """Held while the report is written, so that the temporaries a killed report writer left
+    (`figures/.x.png.XXXX.tmp`) can be told from a live writer's and removed first."""
+    from filelock import FileLock
+
+    with FileLock(str(study_dir / REPORT_LOCK)):
+        for folder in (study_dir, study_dir / record.FIGURES_DIR):
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+        yield
 
 
 def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> ExecutionConfig:
