@@ -23,6 +23,7 @@ from PIL import Image
 from checkout import checkout_env
 from gradprobe import record
 from gradprobe.cli import main
+from gradprobe.data.folder import SkippedFilesWarning
 from gradprobe.record.io import REBUILDABLE
 
 SPEC = {
@@ -276,8 +277,9 @@ def test_failed_runs_exit_1_and_say_where_the_traceback_is(
     out = tmp_path / "out"
     spec = write_spec(tmp_path)
     before = snapshot(tmp_path, exclude=out)
-    code, _out, err = cli(["study", spec, "--out", out, "--dataset", folder.parent, "--preset",
-                           "smoke", "--quiet"], capsys)
+    with pytest.warns(SkippedFilesWarning, match=r"skipped 4 file\(s\) .*broken/0\.png"):
+        code, _out, err = cli(["study", spec, "--out", out, "--dataset", folder.parent,
+                               "--preset", "smoke", "--quiet"], capsys)
     assert code == 1
     for name in ("plain_stack", "residual_stack"):
         status = out / record.RUNS_DIR / name / record.STATUS_FILE

@@ -84,6 +84,15 @@ def _lock_link(root: Path) -> list[object]:
     return [*TRAIN, "--out", root / "out"]
 
 
+def _fifo_spec(root: Path) -> list[object]:
+    os.mkfifo(root / "inputs" / "spec.fifo")  # reading it would block for ever
+    return ["study", root / "inputs" / "spec.fifo", "--out", root / "out", "--quiet"]
+
+
+def _not_utf8(path: Path) -> str:
+    return os.fsdecode(os.fsencode(path) + b"\xffut")
+
+
 def _axis(values: str) -> str:
     return ("name: x\nexperiments:\n- name: e\n  base: {model: mlp}\n  axes:\n    lr: "
             + values + "\n")
@@ -171,6 +180,12 @@ REFUSED = [
     ("scan-theory-depth-100000", lambda root: ["scan", "--theory", "--depths", "100000",
                                                "--out", root / "out", "--quiet"], 2,
      r"depths\.0: Input should be less than or equal to 2048"),
+    ("spec-is-a-named-pipe", _fifo_spec, 2, r"study spec .*spec\.fifo is not a regular file"),
+    ("train-out-not-utf8", lambda root: [*TRAIN, "--out", _not_utf8(root / "o")], 2,
+     r"--out .*/o\\xffut is not valid UTF-8"),
+    ("study-out-not-utf8", lambda root: [*_study()(root)[:3], _not_utf8(root / "o"), "--preset",
+                                         "smoke", "--quiet"], 2,
+     r"--out .*/o\\xffut is not valid UTF-8"),
     ("lock-planted-as-a-link", _lock_link, 2,
      r"the lock file .*/out/\.lock is a symbolic link .* its target is untouched\. Fix: delete "
      r"it"),

@@ -193,6 +193,9 @@ def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
         check_document(raw, origin)  # bounded before pydantic (or an error message) walks it
     else:
         path = Path(source)
+        if path.exists() and not path.is_file():  # a folder, or a pipe that would block
+            raise InputError(f"study spec {path} is not a regular file; pass a YAML file or a "
+                             "built-in study name (see `gradprobe study --help`).")
         if not path.is_file():
             raise InputError(f"study spec {path} does not exist; pass a YAML file or a built-in "
                              "study name (see `gradprobe study --help`).")

@@ -59,6 +59,12 @@ def prepare_output_dir(path: Path, what: str = "--out") -> Path:
     otherwise surface as a traceback from deep inside the first write.
     """
     path = Path(path)
+    try:
+        os.fspath(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:  # pyarrow, JSON records and reports all need text paths
+        raise InputError(f"{what} {display_path(path.absolute())} is not valid UTF-8 (bytes "
+                         "shown as \\xNN); gradprobe's records name their paths in UTF-8. "
+                         "Fix: choose a folder whose name is UTF-8 text.") from None
     if path.exists() and not path.is_dir():
         raise InputError(f"{what} {path} is a file, not a directory. Fix: choose a directory "
                          "path (a new one is created).")
