@@ -126,6 +126,19 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
     return RunFootprint(parameters, elements, minimum)
 
 
+def _check_synthetic_fits(images: int, image_size: int) -> None:
+    """The synthetic set is drawn in memory at once, uint8 (its splits copy it again)."""
+    needed = images * 3 * image_size * image_size
+    available = _available_bytes(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise InputError(
+            f"the synthetic dataset of {images:,} images at {image_size}x{image_size} needs at "
+            f"least {_human(needed)} of memory, more than the {_human(available)} free. Fix: "
+            "lower --images-per-class or --image-size (data.images_per_class, data.image_size "
+            "in a study spec)."
+        )
+
+
 def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
     """`check_run_fits` and `check_data` for a whole run config, before its data is loaded or
     anything written.
@@ -154,6 +167,8 @@ def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
 
     check_data(config.data, here=here)  # the loader's own refusals, without loading
     data = config.data
+    if data.dataset == "synthetic" and here:
+        _check_synthetic_fits(data.num_classes * data.images_per_class, data.image_size)
     num_classes = data.num_classes if data.dataset == "synthetic" else MIN_CLASSES
     return check_run_fits(config.model.name, config.model.builder_options(),
                           num_classes=num_classes, in_channels=1, image_size=data.image_size,
