@@ -117,3 +117,18 @@ def test_bounded_yaml_keeps_ordinary_documents_and_merge_keys() -> None:
                                       "run": {"lr": 0.2, "epochs": 2}, "list": [1, [2, [3]]]}
     with pytest.raises(InputError, match=r"the key 'lr' is written twice .* \(lines 1 and 2\)"):
         load_yaml("lr: 1\nlr: 2\n", "spec")
+
+
+def test_an_output_folder_on_a_full_disk_is_a_full_disk_not_bad_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from gradprobe.util.atomic import NoSpaceError
+    from gradprobe.util.paths import prepare_output_dir
+
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "touch", full)
+    with pytest.raises(NoSpaceError, match=r"no space left on the device holding .*out"):
+        prepare_output_dir(tmp_path / "out")

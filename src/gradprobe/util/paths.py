@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from gradprobe.errors import InputError
+from gradprobe.util.atomic import no_space_error
 
 # Letters, digits and a few separators that mean nothing to a shell or a filesystem; `=` and `,`
 # appear in generated run names such as `vgg_deep-norm=batch,seed=1`.
@@ -74,6 +75,9 @@ def prepare_output_dir(path: Path, what: str = "--out") -> Path:
         probe.touch()
         probe.unlink()
     except OSError as error:
+        full = no_space_error(error, path / ".gradprobe-write-test")
+        if full is not None:  # a full disk is not bad input: exit 1, with the space free
+            raise full from None
         reason = error.strerror or type(error).__name__
         raise InputError(f"{what} {path} cannot be written ({reason}). Fix: choose a directory "
                          "on a writable filesystem (not under /proc, /sys or a file).") from None
