@@ -71,6 +71,9 @@ def test_a_full_disk_is_one_error_naming_the_file(tmp_path: Path,
         tmp.write_bytes(b"y" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
     assert isinstance(caught.value, OSError) and caught.value.errno == errno.ENOSPC
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)
     monkeypatch.setattr(atomic, "free_bytes", lambda directory: 4096)
     with pytest.raises(atomic.NoSpaceError, match=r"\(4\.0 KiB free\)"), \
             atomic.atomic_path(tmp_path / "new.pt"):

@@ -51,6 +51,9 @@ class NoSpaceError(OSError):
         super().__init__(errno.ENOSPC, "No space left on device", str(path))
         self.path, self.needed, self.free = Path(path), needed, free
 
+    def __reduce__(self) -> tuple[type[NoSpaceError], tuple[Path, int | None, int | None]]:
+        return NoSpaceError, (self.path, self.needed, self.free)  # crosses process pools intact
+
     def __str__(self) -> str:
         free = "" if self.free is None else f" ({_human(self.free)} free)"
         needed = ("some space" if not self.needed else f"at least {_human(self.needed)}")
