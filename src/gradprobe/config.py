@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from gradprobe.metrics import default_run_metrics, list_metrics
 
@@ -33,6 +33,16 @@ def _known_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
 
 # An annotation, not a field validator, so a spec's `probe:` section checks names the same way.
 MetricNames = Annotated[tuple[str, ...], AfterValidator(_known_metrics)]
+
+
+def _numbers_only(value: Any) -> Any:
+    """Numbers only, as in every other number field: not `true`, not "0.7"."""
+    if isinstance(value, (list, tuple)) and any(isinstance(part, (bool, str)) for part in value):
+        raise ValueError(f"split fractions must be numbers, got {list(value)}")
+    return value
+
+
+Fractions = Annotated[tuple[float, float, float], BeforeValidator(_numbers_only)]
 
 
 class _Frozen(BaseModel):
@@ -90,7 +100,7 @@ class DataConfig(_Frozen):
                          "path to an ImageFolder tree")
     image_size: int = Field(64, ge=8, le=512, strict=True, description="images are resized to "
                             "image_size x image_size pixels")
-    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15),
+    split: Fractions = Field((0.7, 0.15, 0.15),
                                               description="train / val / test fractions")
     seed: int = _seed(0, "seed of the split (and of the synthetic generator): same seed, same "
                       "images")
@@ -110,8 +120,6 @@ class DataConfig(_Frozen):
     @field_validator("split")
     @classmethod
     def _split_sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(isinstance(part, bool) for part in value):
-            raise ValueError(f"split fractions must be numbers, not true/false: {value}")
         if any(part <= 0 for part in value) or abs(sum(value) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must be positive and sum to 1, got {value}")
         return value
