@@ -126,6 +126,8 @@ REFUSED = [
     ("study-max-images-3", _study(data={"dataset": "digits", "max_images": 3}), 2,
      r"max_images=3 leaves fewer than 3 images per class for the 10 classes of digits.*at least "
      r"30"),
+    ("study-max-images-3-synthetic", _study(data={**SPEC["data"], "max_images": 3}), 2,
+     r"max_images=3 leaves fewer than 3 images per class for the 3 classes of synthetic"),
     ("study-max-train-images-below-classes",
      _study(data={"num_classes": 4, "max_train_images": 2, "image_size": 16}), 2,
      r"max_train_images=2 is smaller than the number of classes \(4\)"),

@@ -100,8 +100,7 @@ class DataConfig(_Frozen):
                          "path to an ImageFolder tree")
     image_size: int = Field(64, ge=8, le=512, strict=True, description="images are resized to "
                             "image_size x image_size pixels")
-    split: Fractions = Field((0.7, 0.15, 0.15),
-                                              description="train / val / test fractions")
+    split: Fractions = Field((0.7, 0.15, 0.15), description="train / val / test fractions")
     seed: int = _seed(0, "seed of the split (and of the synthetic generator): same seed, same "
                       "images")
     images_per_class: int = Field(600, ge=4, le=MAX_IMAGES_PER_CLASS, strict=True,
