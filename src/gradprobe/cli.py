@@ -43,6 +43,7 @@ from gradprobe.study.presets import (
     default_preset,
     get_preset,
 )
+from gradprobe.util.atomic import NoSpaceError
 from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{_flag_of(e['loc'])}: {e['msg']}" for e in error.errors())
         print(f"gradprobe {args.command}: error: invalid option: {problems}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NoSpaceError as error:  # a full disk: one message with the path and space, exit 1
+        print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -156,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--dataset", default=None,
                        help="replaces the spec's dataset: "
                             f"{DataConfig.model_fields['dataset'].description}")
+    study.add_argument("--data-root", default=None,
+                       help="replaces the spec's data_root: "
+                            f"{DataConfig.model_fields['data_root'].description}")
     add_config_flags(study, ExecutionConfig, "execution",
                      defaults={"jobs": f"one per CPU core ({default_jobs('quick')} here) with "
                                        "--preset quick and --executor local, else 1"})
@@ -405,7 +412,8 @@ def _study(args: argparse.Namespace) -> int:
     if "jobs" not in execution and execution.get("executor", "local") == "local":
         execution["jobs"] = default_jobs(args.preset or default_preset())  # quick: 1 per core
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
-                       force=args.force, progress=_progress(args.quiet), **execution)
+                       data_root=args.data_root, force=args.force,
+                       progress=_progress(args.quiet), **execution)
     print(_format_rows(result.rows))
     print(f"report: {result.report.get('html', result.study_dir / REPORT_HTML)}")
     if not result.unfinished:
@@ -462,17 +470,18 @@ def _scan(args: argparse.Namespace) -> int:
     from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
     progress = _progress(args.quiet)
-    prepare_output_dir(args.out)
     if args.theory:
         options = {"models": args.architectures, "depths": args.depths,
                    "activations": args.activations, "inits": args.inits}
         theory = TheoryConfig(**{k: v for k, v in options.items() if v is not None})
+        prepare_output_dir(args.out)  # only once the options are valid: a refusal writes nothing
         run_theory(theory, args.out, progress=progress)
         print(f"theory written to {args.out}")
         return EXIT_OK
     overrides = {"architectures": args.architectures, "depths": args.depths,
                  "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
     config = ScanConfig(**{k: v for k, v in overrides.items() if v is not None})
+    prepare_output_dir(args.out)
     run_scan(config, args.out, progress=progress)
     print(f"scan written to {args.out}")
     return EXIT_OK

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -41,7 +42,8 @@ from gradprobe.record.schema import (
     StepCol,
     StepRow,
 )
-from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.atomic import NoSpaceError, atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.safe_yaml import load_yaml
 
 # What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
 _REBUILT = ("run the same `gradprobe train` or `gradprobe study` command again: it deletes the "
@@ -238,7 +240,7 @@ def _read_steps(path: Path) -> pd.DataFrame:
 
 
 def _read_study(path: Path) -> dict[str, Any]:
-    spec = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    spec = load_yaml(path.read_bytes().decode("utf-8"), str(path)) or {}
     if not isinstance(spec, dict):
         raise RunFileError(path, f"it holds a YAML {type(spec).__name__}, not a mapping")
     return spec
@@ -269,11 +271,40 @@ def empty_gradients() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writers
+# A "failed" status written while there is space, renamed over status.json when a status write
+# hits a full disk: a rename needs no space, so no run is ever left saying "running".
+STATUS_FALLBACK = ".status.no-space.json"
+NO_SPACE_MESSAGE = ("NoSpaceError: the disk filled up while this run was writing its files; free "
+                    "some space and run the same command again: the run resumes from its last "
+                    "checkpoint")
+
+
 def write_status(run_dir: Path, state: RunState, *, epoch: int, step: int, message: str = "",
                  traceback: str | None = None) -> None:
+    """Write status.json; a full disk never leaves it saying "running".
+
+    Before a "running" status is written, a "failed" one is put aside (`STATUS_FALLBACK`). When
+    a write hits a full disk, that file is renamed over status.json; a "failed" status then
+    counts as written (the caller is raising the error that failed the run) and any other
+    raises `NoSpaceError`.
+    """
     updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    status = RunStatus(RunState(state), epoch, step, message, traceback, updated)
-    write_json_atomic(run_dir / STATUS_FILE, status.as_dict())
+    state = RunState(state)
+    status = RunStatus(state, epoch, step, message, traceback, updated)
+    fallback, target = run_dir / STATUS_FALLBACK, run_dir / STATUS_FILE
+    if state is RunState.RUNNING and not fallback.exists():
+        failed = RunStatus(RunState.FAILED, epoch, step, NO_SPACE_MESSAGE, None, updated)
+        write_json_atomic(fallback, failed.as_dict())  # no space: raises before "running"
+    try:
+        write_json_atomic(target, status.as_dict())
+    except NoSpaceError:
+        if fallback.exists():
+            os.replace(fallback, target)
+        if state is not RunState.FAILED:
+            raise
+    else:
+        if state in (RunState.COMPLETED, RunState.DIVERGED):  # finished: nothing left to fail
+            fallback.unlink(missing_ok=True)
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from gradprobe.errors import InputError
 from gradprobe.progress import Progress
 from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary, StepRow
 from gradprobe.record.io import REBUILDABLE
+from gradprobe.util.atomic import no_space_error
 from gradprobe.util.paths import prepare_output_dir
 
 
@@ -47,6 +48,15 @@ class RunDirectory:
         except Timeout as error:
             raise RunBusyError(f"run directory {self.path} is being trained by another process; "
                                "wait for it to finish or use another --out.") from error
+        except OSError as error:  # filelock opens with O_NOFOLLOW: a planted link is ELOOP
+            path = self.path / record.LOCK_FILE
+            full = no_space_error(error, path)
+            if full is not None:
+                raise full from None
+            what = "a symbolic link" if path.is_symlink() else "not a lockable file"
+            raise InputError(f"the lock file {path} is {what} ({error.strerror}); gradprobe "
+                             "never follows it, so its target is untouched. Fix: delete it (a "
+                             "lock holds nothing) and run the same command again.") from None
         return lock
 
     def read_status(self) -> RunStatus | None:
