@@ -23,6 +23,7 @@ from PIL import Image
 from checkout import checkout_env
 from gradprobe import record
 from gradprobe.cli import main
+from gradprobe.data.folder import SkippedFilesWarning
 from gradprobe.record.io import REBUILDABLE
 
 SPEC = {
@@ -36,7 +37,7 @@ SPEC = {
 TRAIN = ["train", "--model", "mlp", "--image-size", "8", "--images-per-class", "8",
          "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "2", "--quiet"]
 RUN_FILES = (record.CONFIG_FILE, record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
-             record.GRADIENTS_FILE, "checkpoint.pt")
+             record.GRADIENTS_FILE, record.STEPS_FILE, "checkpoint.pt")
 
 Snapshot = dict[str, tuple[int, int]]
 
@@ -265,16 +266,20 @@ def test_changed_spec_is_refused_up_front_and_study_yaml_kept(
 
 def test_failed_runs_exit_1_and_say_where_the_traceback_is(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A one-class ImageFolder passes the up-front checks but fails when each run loads it."""
-    folder = tmp_path / "images" / "only"
+    """A class folder of files that do not decode passes the up-front checks (they decode no
+    image) but fails when each run loads it."""
+    folder = tmp_path / "images" / "good"
     folder.mkdir(parents=True)
+    (tmp_path / "images" / "broken").mkdir()
     for index in range(4):
         Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(folder / f"{index}.png")
+        (tmp_path / "images" / "broken" / f"{index}.png").write_bytes(b"not an image")
     out = tmp_path / "out"
     spec = write_spec(tmp_path)
     before = snapshot(tmp_path, exclude=out)
-    code, _out, err = cli(["study", spec, "--out", out, "--dataset", folder.parent, "--preset",
-                           "smoke", "--quiet"], capsys)
+    with pytest.warns(SkippedFilesWarning, match=r"skipped 4 file\(s\) .*broken/0\.png"):
+        code, _out, err = cli(["study", spec, "--out", out, "--dataset", folder.parent,
+                               "--preset", "smoke", "--quiet"], capsys)
     assert code == 1
     for name in ("plain_stack", "residual_stack"):
         status = out / record.RUNS_DIR / name / record.STATUS_FILE

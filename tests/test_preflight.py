@@ -44,3 +44,16 @@ def test_model_larger_than_memory_is_refused(monkeypatch: pytest.MonkeyPatch) ->
                        image_size=32, batch_size=2)
     check_run_fits("vgg_deep", {"width": 0.125}, num_classes=3, in_channels=3,
                    image_size=32, batch_size=2)
+
+
+def test_synthetic_data_larger_than_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradprobe.config import DataConfig, ModelConfig, RunConfig
+    from gradprobe.train.preflight import check_run_config
+
+    monkeypatch.setattr(preflight, "_available_bytes", lambda device: 1 << 30)  # 1 GiB free
+    huge = DataConfig(images_per_class=1_000_000, num_classes=10, image_size=64)
+    with pytest.raises(InputError, match=r"synthetic dataset of 10,000,000 images at 64x64 "
+                                         r"needs at least 114\.4 GiB .* lower --images-per-class"):
+        check_run_config(RunConfig(model=ModelConfig(name="mlp"), data=huge), here=True)
+    check_run_config(RunConfig(model=ModelConfig(name="mlp"),
+                               data=DataConfig(images_per_class=100, image_size=16)), here=True)

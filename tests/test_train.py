@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -89,11 +90,69 @@ def test_run_directory_matches_the_contract(tmp_path: Path) -> None:
                                      "gradients.parquet", "summary.json")
     assert tuple(metrics.columns) == record.METRIC_COLUMNS
     assert tuple(gradients.columns) == record.GRADIENT_COLUMNS
+    steps = pd.read_csv(run_dir / "steps.csv")
+    assert record.STEPS_FILE == "steps.csv"
+    assert tuple(steps.columns) == record.STEP_COLUMNS == (
+        "step", "epoch", "train_loss", "lr", "global_grad_norm")
+    assert steps["step"].tolist() == list(range(status["step"]))
+    assert steps["epoch"].tolist() == [1 + step // steps_per_epoch
+                                       for step in range(status["step"])]
+    # the diagnostic metrics are recorded by default, after every probed ReLU
+    assert {"dead_fraction", "activation_mean", "activation_std", "update_ratio"} <= set(
+        gradients["metric"])
+    dead = gradients.loc[gradients["metric"] == "dead_fraction", "value"]
+    assert ((dead >= 0) & (dead <= 1)).all()
+
+
+def test_steps_file_agrees_with_the_epochs_and_the_weights(tmp_path: Path) -> None:
+    """steps.csv checked against what it must match: metrics.csv's epoch means (batch-weighted
+    step losses) and lr, and plain SGD's update, ||W_2 - W_1|| = lr x ||g_1||, in float64."""
+    config = tiny_config(epochs=2, max_steps_per_epoch=1, lr=0.05, scheduler="none")
+    run_dir = train(config, tmp_path / "run").run_dir
+    steps = record.read_run_file(run_dir / record.STEPS_FILE)
+    metrics = record.read_run_file(run_dir / record.METRICS_FILE)
+    assert steps["step"].tolist() == [0, 1]
+    assert steps["train_loss"].tolist() == pytest.approx(metrics["train_loss"].tolist(), rel=1e-12)
+    assert steps["lr"].tolist() == [0.05, 0.05]
+    after_first = torch.load(run_dir / PREVIOUS_CHECKPOINT, weights_only=True)["model"]
+    after_second = final_weights(run_dir)
+    moved = torch.stack([(after_second[key].double() - after_first[key].double()).norm()
+                         for key in after_second if after_second[key].is_floating_point()])
+    assert float(moved.norm()) / 0.05 == pytest.approx(steps["global_grad_norm"][1], rel=1e-4)
+
+
+def test_gradient_clipping_happens_after_the_probe(tmp_path: Path) -> None:
+    """grad_clip bounds the update (||dW|| = lr x clip for plain SGD) while the probe and
+    steps.csv keep the unclipped norms."""
+    config = tiny_config(epochs=2, max_steps_per_epoch=1, lr=0.05, scheduler="none",
+                         grad_clip=1e-3)
+    run_dir = train(config, tmp_path / "run").run_dir
+    steps = record.read_run_file(run_dir / record.STEPS_FILE)
+    assert (steps["global_grad_norm"] > 1e-2).all()  # unclipped: far above the clip
+    after_first = torch.load(run_dir / PREVIOUS_CHECKPOINT, weights_only=True)["model"]
+    after_second = final_weights(run_dir)
+    moved = torch.stack([(after_second[key].double() - after_first[key].double()).norm()
+                         for key in after_second if after_second[key].is_floating_point()])
+    assert float(moved.norm()) == pytest.approx(0.05 * 1e-3, rel=1e-3)
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    weight_norms = gradients.loc[(gradients["metric"] == "weight_grad_norm")
+                                 & (gradients["step"] == 1), "value"]
+    assert float((weight_norms ** 2).sum() ** 0.5) > 1e-2  # the probe saw unclipped gradients
+
+
+def test_warm_up_reaches_the_steps_file(tmp_path: Path) -> None:
+    run_dir = train(tiny_config(epochs=2, warmup_epochs=1, scheduler="none"),
+                    tmp_path / "run").run_dir
+    steps = record.read_run_file(run_dir / record.STEPS_FILE)
+    per_epoch = int((steps["epoch"] == 1).sum())
+    ramp = [0.01 * (step + 1) / per_epoch for step in range(per_epoch)]
+    assert steps["lr"].tolist() == pytest.approx(ramp + [0.01] * per_epoch, rel=1e-12)
 
 
 @pytest.mark.parametrize(
     ("name", "damage"),
     [(record.STATUS_FILE, b"{not json"),
+     (record.STEPS_FILE, b"step,epoch,train_loss,lr,global_grad_norm\n0,1,oops,0.1,1\n"),
      (record.STATUS_FILE, b"\xff\xfe garbage"),
      (record.SUMMARY_FILE, b'{"state": "completed", "test_acc": "high"}'),
      (record.METRICS_FILE, b"epoch,train_loss\n1,0.5"),
@@ -118,7 +177,8 @@ def test_damaged_run_files_are_rebuilt_or_named_with_the_fix(
     said = capsys.readouterr().err  # progress goes to stderr, results to stdout
     assert f"{name} is damaged" in said and "rebuilding it by resuming the run" in said
     assert (out / record.SUMMARY_FILE).read_bytes() == summary  # the same numbers
-    for rebuilt in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE):
+    for rebuilt in (record.STATUS_FILE, record.SUMMARY_FILE, record.METRICS_FILE,
+                    record.STEPS_FILE):
         assert record.read_run_file(out / rebuilt) is not None
     assert record.read_run_file(out / record.STATUS_FILE).state is record.RunState.COMPLETED
 
@@ -146,6 +206,8 @@ def test_same_command_twice_is_bit_identical(tmp_path: Path) -> None:
     assert_same_weights(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
     gradients = [pd.read_parquet(tmp_path / name / record.GRADIENTS_FILE) for name in "ab"]
     pd.testing.assert_frame_equal(*gradients)
+    assert (tmp_path / "a" / record.STEPS_FILE).read_bytes() == \
+        (tmp_path / "b" / record.STEPS_FILE).read_bytes()
 
 
 @pytest.mark.slow
@@ -171,6 +233,8 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path: Path, checkpoint_every
     gradients = [pd.read_parquet(tmp_path / name / record.GRADIENTS_FILE)
                  for name in ("run", "reference")]
     pd.testing.assert_frame_equal(*gradients)  # no duplicated or missing steps
+    assert (tmp_path / "run" / record.STEPS_FILE).read_bytes() == \
+        (tmp_path / "reference" / record.STEPS_FILE).read_bytes()
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
@@ -200,6 +264,8 @@ def test_crash_then_resume_from_the_fallback_checkpoint(tmp_path: Path) -> None:
     assert result.state == "completed"
     assert metrics_without_time(run_dir) == metrics_without_time(reference.run_dir)
     assert_same_weights(final_weights(run_dir), final_weights(reference.run_dir))
+    assert (run_dir / record.STEPS_FILE).read_bytes() == \
+        (reference.run_dir / record.STEPS_FILE).read_bytes()
 
 
 def test_completed_run_is_left_alone_unless_forced(tmp_path: Path,
@@ -227,6 +293,10 @@ def test_divergence_is_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[st
     gradients = pd.read_parquet(out / record.GRADIENTS_FILE)
     assert gradients["step"].max() == status["step"] - 1  # history kept up to the divergence
     assert len(pd.read_csv(out / record.METRICS_FILE)) >= 1
+    steps = record.read_run_file(out / record.STEPS_FILE)
+    assert steps["step"].tolist() == list(range(status["step"] + 1))  # the diverged one too
+    last = steps.iloc[-1]
+    assert not math.isfinite(last["train_loss"]) and math.isnan(last["global_grad_norm"])
 
 
 class _Payload:

@@ -1,7 +1,8 @@
 """gradprobe: a laboratory for gradient flow in deep networks.
 
-The public API, as promised in DESIGN.md: build a model from the zoo, load a dataset, probe any
-`nn.Module`'s per-layer gradients, train a run, run a study and write its report.
+The public API (README.md, "Install as a library"): build a model from the zoo, load a
+dataset, probe any `nn.Module`'s per-layer gradients, train a run, run a study and write its
+report.
 
 Names are imported on first use (PEP 562), so `gradprobe --version` and importing one
 sub-package do not pay for importing torch, pandas and matplotlib all at once.

@@ -7,13 +7,15 @@ bad input found before any run started, 1 when a run failed (README.md, "Exit co
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from gradprobe._version import __version__
@@ -31,18 +33,30 @@ from gradprobe.config import (
 from gradprobe.errors import InputError
 from gradprobe.metrics import default_metrics, gradient_size_metrics, list_metrics
 from gradprobe.record import REPORT_HTML, RUNS_DIR, STATUS_FILE, STUDY_FILE, RunState
-from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, DEFAULT_STUDY_DIR, PRESETS
+from gradprobe.scan.config import DEFAULT_SCAN_DIR, ScanConfig
+from gradprobe.study.presets import (
+    BUILTIN_STUDIES,
+    DEFAULT_STUDY,
+    DEFAULT_STUDY_DIR,
+    PRESETS,
+    default_jobs,
+    default_preset,
+    get_preset,
+)
+from gradprobe.util.atomic import NoSpaceError
 from gradprobe.util.paths import prepare_output_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 # "section.field" -> its flag, to name the flag in a validation error.
 _FLAGS: dict[str, str] = {}
+PRESET_HELP = "default: full with CUDA, else quick (see README, \"The built-in study\")"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_BAD_INPUT
@@ -55,9 +69,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{_flag_of(e['loc'])}: {e['msg']}" for e in error.errors())
         print(f"gradprobe {args.command}: error: invalid option: {problems}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except NoSpaceError as error:  # a full disk: one message with the path and space, exit 1
+        print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args`, but an unknown flag is reported by its subcommand's parser (its
+    usage, not the top-level one) with the closest flag it has (`--widht`: did you mean
+    `--width`?)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = getattr(args, "command", None)
+        sub = _subparsers(parser).get(command, parser) if command else parser
+        hint = ""
+        flags = [flag for action in sub._actions for flag in action.option_strings]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=1)
+        if close:
+            hint = f" (did you mean {close[0]}?)"
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's own parser, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (`gradprobe models | head -1`): stop quietly. stdout
+    goes to /dev/null, so the interpreter's final flush cannot raise again (Python's docs,
+    "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_PIPE_CLOSED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,12 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list the dataset kinds")
     datasets.set_defaults(handler=_datasets)
 
-    train = commands.add_parser("train", help="train one run into a run directory")
+    train = commands.add_parser(
+        "train", help="train one run into a run directory",
+        description="Train one run into a run directory. A preset (the same as `gradprobe "
+                    "study`'s) sets the sizes; every flag given overrides it.")
     train.add_argument("--out", required=True, type=Path, help="run directory")
-    add_config_flags(train, ModelConfig, "model", flags={"name": "--model"})
-    add_config_flags(train, DataConfig, "data", flags={"seed": "--data-seed"})
-    add_config_flags(train, TrainConfig, "train")
-    add_config_flags(train, ProbeConfig, "probe", choices={"metrics": list_metrics()})
+    train.add_argument("--preset", choices=tuple(PRESETS), default=None, help=PRESET_HELP)
+    add_config_flags(train, ModelConfig, "model", flags={"name": "--model"},
+                     presets=_preset_sections("model"))
+    add_config_flags(train, DataConfig, "data", flags={"seed": "--data-seed"},
+                     presets=_preset_sections("data"))
+    add_config_flags(train, TrainConfig, "train", presets=_preset_sections("train"))
+    add_config_flags(train, ProbeConfig, "probe", choices={"metrics": list_metrics()},
+                     presets=_preset_sections("probe"))
     train.add_argument("--quiet", action="store_true", help="print nothing but errors")
     train.add_argument("--force", action="store_true",
                        help="discard what --out holds and train from scratch")
@@ -95,11 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", type=Path, default=DEFAULT_STUDY_DIR,
                        help=f"study directory (default: {DEFAULT_STUDY_DIR})")
     study.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                       help="sizes merged under the spec (default: full with CUDA, else quick)")
+                       help="sizes merged under the spec; " + PRESET_HELP)
     study.add_argument("--dataset", default=None,
                        help="replaces the spec's dataset: "
                             f"{DataConfig.model_fields['dataset'].description}")
-    add_config_flags(study, ExecutionConfig, "execution")
+    study.add_argument("--data-root", default=None,
+                       help="replaces the spec's data_root: "
+                            f"{DataConfig.model_fields['data_root'].description}")
+    add_config_flags(study, ExecutionConfig, "execution",
+                     defaults={"jobs": f"one per CPU core ({default_jobs('quick')} here) with "
+                                       "--preset quick and --executor local, else 1"})
+    study.add_argument("--force", action="store_true",
+                       help="train every run again from scratch, finished ones included")
     study.add_argument("--quiet", action="store_true", help="print nothing but the result")
     study.set_defaults(handler=_study)
 
@@ -111,33 +179,47 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default: {default_metrics()[0]})")
     report.set_defaults(handler=_report)
 
-    scan = commands.add_parser("scan", help="gradient flow at initialisation across depths")
-    scan.add_argument("--out", type=Path, default=Path("runs/scan"))
+    scan = commands.add_parser(
+        "scan", help="gradient flow at initialisation across depths",
+        description="Measure per-layer gradient norms of untrained conv stacks across depths "
+                    "and architectures, beside the mean-field prediction (--theory: the "
+                    "prediction alone, for any zoo model).")
+    scan.add_argument("--out", type=Path, default=DEFAULT_SCAN_DIR,
+                      help=f"scan directory (default: {DEFAULT_SCAN_DIR})")
     scan.add_argument("--architectures", "--models", nargs="+", default=None,
-                      help="plain plain_bn residual residual_bn (with --theory: zoo models)")
-    scan.add_argument("--depths", nargs="+", type=int, default=None)
-    scan.add_argument("--activations", nargs="+", default=None, choices=get_args(Activation))
-    scan.add_argument("--inits", nargs="+", default=None, choices=get_args(Init))
-    scan.add_argument("--seeds", type=int, default=None)
+                      metavar="NAME", help=_scan_help("architectures", "models"))
+    scan.add_argument("--depths", nargs="+", type=int, default=None, metavar="DEPTH",
+                      help=_scan_help("depths", "depths"))
+    scan.add_argument("--activations", nargs="+", default=None, choices=get_args(Activation),
+                      help=_scan_help("activations", "activations"))
+    scan.add_argument("--inits", nargs="+", default=None, choices=get_args(Init),
+                      help=_scan_help("inits", "inits"))
+    scan.add_argument("--seeds", type=int, default=None, metavar="N",
+                      help=_help(ScanConfig, "seeds") + "; not with --theory")
     scan.add_argument("--theory", action="store_true",
                       help="predict the profile at initialisation from theory alone (no run)")
-    scan.add_argument("--quiet", action="store_true")
+    scan.add_argument("--quiet", action="store_true", help="print nothing but the result")
     scan.set_defaults(handler=_scan)
     return parser
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config: type[BaseModel], section: str, *,
                      exclude: Sequence[str] = (), flags: dict[str, str] | None = None,
-                     choices: dict[str, Sequence[str]] | None = None) -> None:
+                     choices: dict[str, Sequence[str]] | None = None,
+                     defaults: dict[str, str] | None = None,
+                     presets: dict[str, dict[str, Any]] | None = None) -> None:
     """One flag per field of `config` (`--image-size` for `image_size`), typed and described by
-    the field. An unused flag stays out of the namespace, so the model's own default applies."""
+    the field. An unused flag stays out of the namespace, so the model's own default applies
+    (or the preset's: `presets` maps each preset to its values of this section; `defaults`
+    replaces a field's stated default where the CLI chooses it)."""
     for name, info in config.model_fields.items():
         if name in exclude:
             continue
         flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
         dest = f"{section}.{name}"
         _FLAGS[dest] = flag
-        options: dict[str, Any] = {"dest": dest, "help": _help(config, name)}
+        options: dict[str, Any] = {"dest": dest, "help": _help(
+            config, name, default=(defaults or {}).get(name), presets=presets)}
         if info.is_required():
             options["required"] = True
         else:
@@ -178,15 +260,51 @@ def _true_or_false(text: str) -> bool:
     return text.lower() == "true"
 
 
-def _help(config: type[BaseModel], name: str) -> str:
+def _help(config: type[BaseModel], name: str, *, default: str | None = None,
+          presets: dict[str, dict[str, Any]] | None = None) -> str:
+    """The field's description and its default: `default` where given, else the preset's value
+    under each preset when any preset sets the field, else the config's own default."""
     info = config.model_fields[name]
     text = info.description or ""
-    if not info.is_required() and info.default is not None and info.default is not False:
-        default = info.default
-        if isinstance(default, tuple):
-            default = " ".join(map(str, default))
+    if info.is_required():
+        return text.replace("%", "%%")
+    # as the field holds it: a preset's `1` is the float field's 1.0
+    field_type = TypeAdapter(info.annotation)
+    per_preset = {preset: field_type.validate_python(values.get(name, info.default))
+                  for preset, values in (presets or {}).items()}
+    if default is None and len(set(map(_shown, per_preset.values()))) > 1:
+        default = ", ".join(f"{preset} {_shown(value)}" for preset, value in per_preset.items())
+        text += f" (default per --preset: {default})"
+    elif default is not None:
         text += f" (default: {default})"
+    elif per_preset and next(iter(per_preset.values())) is not None:  # every preset's value
+        text += f" (default: {_shown(next(iter(per_preset.values())))})"
+    elif info.default is not None and info.default is not False:
+        text += f" (default: {_shown(info.default)})"
     return text.replace("%", "%%")  # argparse %-formats help strings
+
+
+def _shown(value: Any) -> str:
+    """A default as a user types it: lists space-separated, None as `none`."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _preset_sections(section: str) -> dict[str, dict[str, Any]]:
+    """Each preset's values of one config section (what `train --preset` merges under flags)."""
+    return {name: dict(preset.get(section, {})) for name, preset in PRESETS.items()}
+
+
+def _scan_help(field: str, theory_field: str) -> str:
+    """A scan flag's help: the scan's field, and what it means with --theory."""
+    from gradprobe.scan.config import TheoryConfig
+
+    theory = TheoryConfig.model_fields[theory_field]
+    shown = ("each family's" if theory.default is None
+             else _shown(theory.default))
+    return (_help(ScanConfig, field) + f"; with --theory: {theory.description} "
+            f"(default: {shown})").replace("%%", "%").replace("%", "%%")
 
 
 def config_values(args: argparse.Namespace, section: str) -> dict[str, Any]:
@@ -197,10 +315,17 @@ def config_values(args: argparse.Namespace, section: str) -> dict[str, Any]:
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    """The `RunConfig` that `gradprobe train`'s flags describe; unset fields keep the models'
-    defaults."""
+    """The `RunConfig` that `gradprobe train`'s flags describe: each flag given, over the
+    preset's values (`--preset`, default as `study`'s), over the config models' defaults."""
+    preset = get_preset(train_preset(args))
     return RunConfig.model_validate(
-        {section: config_values(args, section) for section in ("model", "data", "train", "probe")})
+        {section: {**preset.get(section, {}), **config_values(args, section)}
+         for section in ("model", "data", "train", "probe")})
+
+
+def train_preset(args: argparse.Namespace) -> str:
+    """The preset `gradprobe train` uses: --preset, else study's default (quick; full on CUDA)."""
+    return args.preset or default_preset()
 
 
 def _flag_of(loc: tuple[Any, ...]) -> str:
@@ -259,25 +384,35 @@ def _train(args: argparse.Namespace) -> int:
     if config.model.name not in list_models():
         raise InputError(f"unknown model {config.model.name!r}; known models: "
                          f"{', '.join(list_models())}.")
-    result = train(config, args.out, force=args.force, progress=_progress(args.quiet))
-    if result.state == RunState.DIVERGED:
+    progress = _progress(args.quiet)
+    progress.message(_describe_run(config, train_preset(args)))
+    result = train(config, args.out, force=args.force, progress=progress)
+    if result.state == RunState.DIVERGED and args.quiet:  # else the run's last line said it
         print(f"{args.out}: diverged at step {result.summary['diverged_step']} "
               f"(a result, not a crash: see {STATUS_FILE})")
-    elif not args.quiet:
-        print(f"{args.out}: {result.state}, test accuracy {result.summary['test_acc']:.3f}")
     return EXIT_OK
+
+
+def _describe_run(config: RunConfig, preset: str) -> str:
+    """What `train` is about to train, and from which preset its unset flags came."""
+    data, train = config.data, config.train
+    other = "" if preset == "full" else "; --preset full is the assignment's setup"
+    return (f"preset {preset}: {config.model.name} at width {config.model.width:g} on "
+            f"{data.dataset} at {data.image_size}x{data.image_size}, {train.epochs} epochs of "
+            f"batch {train.batch_size}, {train.optimizer} lr {train.lr:g} (flags given override "
+            f"the preset{other})")
 
 
 def _study(args: argparse.Namespace) -> int:
     """Exit 2: bad input found before any run started; 1: a run failed or could not run (each
     named, with where its traceback is); 0: every run completed or diverged (a result)."""
     from gradprobe.study import run_study
-    from gradprobe.study.presets import default_jobs, default_preset
 
     execution = config_values(args, "execution")
     if "jobs" not in execution and execution.get("executor", "local") == "local":
         execution["jobs"] = default_jobs(args.preset or default_preset())  # quick: 1 per core
     result = run_study(args.spec, args.out, preset=args.preset, dataset=args.dataset,
+                       data_root=args.data_root, force=args.force,
                        progress=_progress(args.quiet), **execution)
     print(_format_rows(result.rows))
     print(f"report: {result.report.get('html', result.study_dir / REPORT_HTML)}")
@@ -335,17 +470,18 @@ def _scan(args: argparse.Namespace) -> int:
     from gradprobe.scan import ScanConfig, TheoryConfig, run_scan, run_theory
 
     progress = _progress(args.quiet)
-    prepare_output_dir(args.out)
     if args.theory:
         options = {"models": args.architectures, "depths": args.depths,
                    "activations": args.activations, "inits": args.inits}
         theory = TheoryConfig(**{k: v for k, v in options.items() if v is not None})
+        prepare_output_dir(args.out)  # only once the options are valid: a refusal writes nothing
         run_theory(theory, args.out, progress=progress)
         print(f"theory written to {args.out}")
         return EXIT_OK
     overrides = {"architectures": args.architectures, "depths": args.depths,
                  "activations": args.activations, "inits": args.inits, "seeds": args.seeds}
     config = ScanConfig(**{k: v for k, v in overrides.items() if v is not None})
+    prepare_output_dir(args.out)
     run_scan(config, args.out, progress=progress)
     print(f"scan written to {args.out}")
     return EXIT_OK

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from gradprobe.metrics import default_run_metrics, list_metrics
 
@@ -35,17 +35,48 @@ def _known_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
 MetricNames = Annotated[tuple[str, ...], AfterValidator(_known_metrics)]
 
 
+def _numbers_only(value: Any) -> Any:
+    """Numbers only, as in every other number field: not `true`, not "0.7"."""
+    if isinstance(value, (list, tuple)) and any(isinstance(part, (bool, str)) for part in value):
+        raise ValueError(f"split fractions must be numbers, got {list(value)}")
+    return value
+
+
+Fractions = Annotated[tuple[float, float, float], BeforeValidator(_numbers_only)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Bounds on the numbers that become resources (time, memory, files). Every number field is also
+# strict: `true` is not 1 and "3" is not 3 (a YAML `lr: [true]` once trained with lr 1.0).
+SEED_LIMIT = 2**32  # numpy's and torch's seeding take seeds in [0, 2^32)
+# Built before anything is measured, so bounded first: a depth of 10^8 would spend minutes and
+# gigabytes creating modules. 2,048 is far past the deepest network in the literature this tool
+# reproduces (ResNet-1202, He et al. 2016).
+MAX_DEPTH = 2048
+MAX_EPOCHS = 100_000  # a day per epoch would still be 270 years: beyond is a typo
+MAX_THREADS = 1024  # a static bound; the preflight also refuses more threads than cores
+MAX_BATCH_SIZE = 1 << 20
+MAX_WIDTH = 64.0  # channel multiplier; the memory preflight refuses what does not fit
+MAX_IMAGES_PER_CLASS = 1_000_000
+MAX_STEPS = 1 << 40  # step counts (probe cadence, checkpoint cadence, step caps)
+
+
+def _seed(default: int, description: str) -> Any:
+    return Field(default, ge=0, lt=SEED_LIMIT, strict=True, description=description)
 
 
 class ModelConfig(_Frozen):
     """Which architecture to build and with which options (see `gradprobe models`)."""
 
     name: str = Field(description="registry name, e.g. vgg_deep, resnet18, plain18, mlp")
-    depth: int | None = Field(None, description="layers, for families with a configurable "
-                              "depth (default: the family's)")
-    width: float = Field(1.0, description="channel multiplier (0.125-0.25 for CPU studies)")
+    # bounded by the preflight (MAX_DEPTH), whose message names the model and the fix
+    depth: int | None = Field(None, strict=True, description="layers, for families with a "
+                              "configurable depth (default: the family's)")
+    width: float = Field(1.0, le=MAX_WIDTH, strict=True, allow_inf_nan=False,
+                         description="channel multiplier (0.125-0.25 for CPU studies)")
     norm: Norm | None = Field(None, description="normalisation (default: the family's: batch "
                               "for resnets, none for VGG/MLP)")
     activation: Activation = Field("relu", description="nonlinearity between layers")
@@ -67,17 +98,19 @@ class DataConfig(_Frozen):
 
     dataset: str = Field("synthetic", description="synthetic, digits, fashion-mnist, cifar10, or a "
                          "path to an ImageFolder tree")
-    image_size: int = Field(64, ge=8, le=512, description="images are resized to "
+    image_size: int = Field(64, ge=8, le=512, strict=True, description="images are resized to "
                             "image_size x image_size pixels")
-    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15),
-                                              description="train / val / test fractions")
-    seed: int = Field(0, description="seed of the split (and of the synthetic generator): "
-                      "same seed, same images")
-    images_per_class: int = Field(600, ge=4, description="synthetic only")
-    num_classes: int = Field(3, ge=2, le=10, description="synthetic only")
-    max_train_images: int | None = Field(None, ge=1, description="cap the train split")
-    max_images: int | None = Field(None, ge=3, description="cap the whole dataset, every split "
-                                   "(class proportions kept): CPU-sized Fashion-MNIST/CIFAR-10")
+    split: Fractions = Field((0.7, 0.15, 0.15), description="train / val / test fractions")
+    seed: int = _seed(0, "seed of the split (and of the synthetic generator): same seed, same "
+                      "images")
+    images_per_class: int = Field(600, ge=4, le=MAX_IMAGES_PER_CLASS, strict=True,
+                                  description="synthetic only")
+    num_classes: int = Field(3, ge=2, le=10, strict=True, description="synthetic only")
+    max_train_images: int | None = Field(None, ge=1, strict=True,
+                                         description="cap the train split")
+    max_images: int | None = Field(None, ge=3, strict=True, description="cap the whole dataset, "
+                                   "every split (class proportions kept): CPU-sized "
+                                   "Fashion-MNIST/CIFAR-10")
     data_root: str | None = Field(None, description="where torchvision sets live (else "
                                   "$GRADPROBE_DATA, then Debian's)")
     download: bool = Field(False, description="let torchvision download a missing set")
@@ -94,37 +127,47 @@ class DataConfig(_Frozen):
 class TrainConfig(_Frozen):
     """How to train: the assignment's defaults."""
 
-    epochs: int = Field(15, ge=1, description="passes over the train split")
-    batch_size: int = Field(32, ge=1, description="images per optimiser step")
-    lr: float = Field(0.01, gt=0, description="initial learning rate")
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (the assignment used "
-                            "plain SGD)")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty")
+    epochs: int = Field(15, ge=1, le=MAX_EPOCHS, strict=True,
+                        description="passes over the train split")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH_SIZE, strict=True,
+                            description="images per optimiser step")
+    # inf is allowed: the run diverges at its first step, a result (not a resource)
+    lr: float = Field(0.01, gt=0, strict=True, description="initial learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, strict=True, description="SGD momentum (the "
+                            "assignment used plain SGD)")
+    weight_decay: float = Field(0.0, ge=0, strict=True, allow_inf_nan=False,
+                                description="L2 penalty")
     optimizer: Optimizer = Field("sgd", description="optimiser")
     scheduler: Scheduler = Field("step", description="learning-rate schedule")
-    step_size: int = Field(5, ge=1, description="StepLR period in epochs")
-    gamma: float = Field(0.5, gt=0, le=1, description="StepLR decay factor")
-    seed: int = Field(0, description="seeds weights, shuffling and augmentation")
+    step_size: int = Field(5, ge=1, le=MAX_EPOCHS, strict=True,
+                           description="StepLR period in epochs")
+    gamma: float = Field(0.5, gt=0, le=1, strict=True, description="StepLR decay factor")
+    seed: int = _seed(0, "seeds weights, shuffling and augmentation")
     device: Device = Field("auto", description="auto = cuda, else mps, else cpu")
     # CPU reductions (conv, matmul, sums) split their work by thread count, so the count is part
     # of the result: a run's numbers must not depend on the executor or the machine's load.
-    threads: int = Field(1, ge=1, description="torch CPU threads of the run; part of the "
-                         "result, so fixed (1 suits these small models)")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, strict=True, description="torch CPU threads "
+                         "of the run; part of the result, so fixed (1 suits these small models)")
     amp: bool = Field(False, description="mixed precision (autocast + GradScaler) on CUDA")
     tensorboard: bool = Field(False, description="also write TensorBoard event files")
-    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch "
-                                            "(smoke tests)")
-    checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps inside "
-                                  "an epoch (0 = off)")
-    warmup_epochs: float = Field(0.0, ge=0, description="linear learning-rate warm-up over this "
+    max_steps_per_epoch: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True,
+                                            description="cap steps per epoch (smoke tests)")
+    checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS, strict=True, description="also "
+                                  "checkpoint every N steps inside an epoch (0 = off)")
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS, strict=True, allow_inf_nan=False,
+                                 description="linear learning-rate warm-up over this "
                                  "many epochs (0 = off, as in the assignment)")
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient L2 norm "
+                                    "(all trainable parameters) to this value before each "
+                                    "optimiser step, after the probe records (default: off)")
 
 
 class ProbeConfig(_Frozen):
     """What the gradient probe records, and how often."""
 
     metrics: MetricNames = Field(default_run_metrics(), description="probe metrics to record")
-    every: int = Field(1, ge=1, description="record every k-th optimiser step")
+    every: int = Field(1, ge=1, le=MAX_STEPS, strict=True,
+                       description="record every k-th optimiser step")
 
 
 class RunConfig(_Frozen):
@@ -139,7 +182,8 @@ class RunConfig(_Frozen):
 class ExecutionConfig(_Frozen):
     """Who trains a study's runs. Never changes a run's numbers (see `TrainConfig.threads`)."""
 
-    jobs: int = Field(1, ge=1, description="runs at once in a local process pool")
+    jobs: int = Field(1, ge=1, le=MAX_THREADS, strict=True,
+                      description="runs at once in a local process pool")
     executor: Executor = Field("local", description="local (this machine) or ray (a Ray "
                                "cluster, one task per run)")
     ray_address: str | None = Field(None, description="an existing Ray cluster's address "
@@ -149,5 +193,7 @@ class ExecutionConfig(_Frozen):
 class ZooConfig(_Frozen):
     """The head and input size `gradprobe models` builds to count and summarise the zoo."""
 
-    num_classes: int = Field(10, ge=1, description="classes of the head")
-    image_size: int = Field(32, ge=8, description="input size of the per-layer summary")
+    num_classes: int = Field(10, ge=1, le=1_000_000, strict=True,
+                             description="classes of the head")
+    image_size: int = Field(32, ge=8, le=4096, strict=True,
+                            description="input size of the per-layer summary")

@@ -34,6 +34,10 @@ class MetricInfo:
     default: bool = False  # recorded unless the user chooses metrics
     description: str = ""  # one sentence for --help and the report's methods
     per_layer: bool = True  # False: one value per step for the whole model (layer "(model)")
+    # Recorded by a training run (`gradprobe train`, every study) unless the user chooses
+    # metrics, but not by a bare GradientProbe: they explain why a run failed (dead units,
+    # saturation, oversized steps), at a cost measured in the README's Benchmarks section.
+    diagnostic: bool = False
 
     @property
     def needs_optimizer(self) -> bool:
@@ -64,15 +68,17 @@ _CATALOG: dict[str, MetricInfo] = {
         ),
         MetricInfo(
             "activation_mean", "activation mean", "", "activation", False,
-            description="mean of the activation after the layer",
+            description="mean of the activation after the layer", diagnostic=True,
         ),
         MetricInfo(
             "activation_std", "activation standard deviation", "", "activation", False,
             description="standard deviation of the activation after the layer",
+            diagnostic=True,
         ),
         MetricInfo(
             "dead_fraction", "dead-unit share", "", "activation", False,
-            description="share of exact zeros in the activation after the layer",
+            description="share of exact zeros in the activation after the layer (after the "
+            "ReLU: units passing no gradient for the batch)", diagnostic=True,
         ),
         MetricInfo(
             "global_grad_norm", "global gradient L2 norm", "", "weight_grad", True,
@@ -83,6 +89,7 @@ _CATALOG: dict[str, MetricInfo] = {
         MetricInfo(
             "update_ratio", "update / weight norm ratio", "", "update", True,
             description="||W_after - W_before|| / ||W_before||, the relative optimiser step",
+            diagnostic=True,
         ),
         MetricInfo(
             "weight_distance", "relative distance from initial weights", "", "weights", True,
@@ -110,9 +117,11 @@ def default_metrics() -> tuple[str, ...]:
 
 
 def default_run_metrics() -> tuple[str, ...]:
-    """The metrics a training run records when the user chooses none: the probe's defaults
-    plus the trainer's own (`weight_distance`)."""
-    return tuple(name for name, info in _CATALOG.items() if info.default)
+    """The metrics a training run records when the user chooses none: the probe's defaults,
+    the diagnostic ones (dead units, activations, update size) and the trainer's own
+    (`weight_distance`). The global gradient norm, the loss and the learning rate of every
+    step are in the run's steps.csv whatever the metrics."""
+    return tuple(name for name, info in _CATALOG.items() if info.default or info.diagnostic)
 
 
 def gradient_size_metrics() -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from gradprobe.record import (
     METRICS_FILE,
     RUNS_DIR,
     STATUS_FILE,
+    STEPS_FILE,
     STUDY_FILE,
     SUMMARY_FILE,
     Col,
@@ -36,6 +37,7 @@ from gradprobe.record import (
     RunSummary,
     empty_gradients,
     empty_metrics,
+    empty_steps,
     read_run_file,
 )
 
@@ -52,6 +54,8 @@ class RunData:
     gradients: pd.DataFrame  # tidy probe records (record.GRADIENT_COLUMNS)
     summary: RunSummary | None  # None before the run finished
     problems: list[str] = field(default_factory=list)  # files that were missing or unreadable
+    # one row per optimiser step (record.STEP_COLUMNS); empty for runs recorded before it existed
+    steps: pd.DataFrame = field(default_factory=empty_steps)
     # derived frames (per-epoch means) keyed by what they were computed from; RunData is read-only
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -189,6 +193,7 @@ def load_run(run_dir: str | Path) -> RunData:
     summary = _read(path / SUMMARY_FILE, problems, required=False)  # absent until the run ends
     metrics = _read(path / METRICS_FILE, problems)
     gradients = _read(path / GRADIENTS_FILE, problems)
+    steps = _read(path / STEPS_FILE, problems, required=False)  # absent in older runs
     return RunData(
         path=path,
         name=str(config.get(ConfigKey.name) or path.name),
@@ -198,6 +203,7 @@ def load_run(run_dir: str | Path) -> RunData:
         gradients=empty_gradients() if gradients is None else gradients,
         summary=summary,
         problems=problems,
+        steps=empty_steps() if steps is None else steps,
     )
 
 

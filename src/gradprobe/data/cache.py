@@ -9,11 +9,12 @@ the same key (a process pool decoding one folder) simply race to publish identic
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gradprobe.util.atomic import atomic_path
 
 CACHE_ENV = "GRADPROBE_CACHE"
 
@@ -33,15 +34,8 @@ def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """Write `payload` to `path` via a temporary file and `os.replace` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:  # a full disk: NoSpaceError, an OSError
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load_or_none(path: Path) -> dict[str, Any] | None:

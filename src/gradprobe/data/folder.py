@@ -27,7 +27,8 @@ import torch
 from gradprobe.data import decode
 from gradprobe.data.cache import load_or_none, resolve_cache_dir, save_atomic
 from gradprobe.errors import InputError
-from gradprobe.util.walk import walk_files
+from gradprobe.util.paths import display_path
+from gradprobe.util.walk import is_utf8, walk_files
 
 CACHE_FORMAT = 1  # bump when decoding changes, so old cache files are not reused
 _SHOWN_PATHS = 5  # how many skipped files the warning names
@@ -74,35 +75,80 @@ class RepeatedPathsWarning(UserWarning):
     """Links in an ImageFolder tree led to folders or files already seen; they were skipped."""
 
 
+class SetAsidePathsWarning(UserWarning):
+    """Entries of an ImageFolder tree that cannot be read safely were left out unopened: names
+    that are not UTF-8, named pipes and other non-files, folders nested too deep."""
+
+
+def list_classes(root: Path) -> list[str]:
+    """The class folders of `root`, sorted: visible sub-folders with UTF-8 names (a class name
+    goes into records and cache keys; others are named in a `SetAsidePathsWarning`)."""
+    try:
+        folders = [e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name)]
+    except OSError as error:
+        raise InputError(f"dataset path '{display_path(root)}' cannot be listed "
+                         f"({error.strerror}). Fix: check its permissions.") from None
+    unreadable = [name for name in folders if not is_utf8(name)]
+    if unreadable:
+        _warn_set_aside(root, [(root / name, "its name is not valid UTF-8")
+                               for name in sorted(unreadable)])
+    return sorted(name for name in folders if is_utf8(name))
+
+
+def _warn_set_aside(root: Path, set_aside: list[tuple[Path, str]]) -> None:
+    shown = "; ".join(f"{display_path(path.relative_to(root))} ({reason})"
+                      for path, reason in set_aside[:_SHOWN_PATHS])
+    more = f"; and {len(set_aside) - _SHOWN_PATHS} more" if len(set_aside) > _SHOWN_PATHS else ""
+    warnings.warn(
+        f"left out {len(set_aside)} entr{'y' if len(set_aside) == 1 else 'ies'} under "
+        f"'{display_path(root)}' without opening them: {shown}{more}. Fix: rename them to UTF-8 "
+        "names, replace pipes and devices by image files, or flatten the folders, or remove "
+        "them to silence this warning.",
+        SetAsidePathsWarning,
+        stacklevel=5,  # the caller of load_dataset
+    )
+
+
+def check_classes(root: Path) -> list[str]:
+    """`list_classes(root)`, refused with an `InputError` unless there are at least two."""
+    classes = list_classes(root)
+    if not classes:
+        raise InputError(
+            f"'{display_path(root)}' has no class sub-folders (hidden folders such as "
+            ".ipynb_checkpoints and files at its top level are ignored). Fix: put each class's "
+            f"images in its own sub-folder, e.g. {display_path(root / 'dogs' / '1.jpg')} and "
+            f"{display_path(root / 'food' / '2.jpg')}."
+        )
+    if len(classes) < 2:
+        raise InputError(
+            f"'{display_path(root)}' has one class sub-folder ({classes[0]!r}); a classifier "
+            "needs at least two, or every prediction is trivially right and every gradient is "
+            "zero. Fix: add a sub-folder of images for each other class."
+        )
+    return classes
+
+
 def scan_tree(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """Sorted class names and (relative path, label) of every visible file under them.
 
     Symbolic links are followed, but each real folder and file is taken once (a link loop would
     otherwise hang the walk, and a link to `.` would copy images into several splits).
     """
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and _visible(e.name))
-    if not classes:
-        raise InputError(
-            f"'{root}' has no class sub-folders (hidden folders such as .ipynb_checkpoints and "
-            "files at its top level are ignored). Fix: put each class's images in its own "
-            f"sub-folder, e.g. {root / 'dogs' / '1.jpg'} and {root / 'food' / '2.jpg'}."
-        )
-    if len(classes) < 2:
-        raise InputError(
-            f"'{root}' has one class sub-folder ({classes[0]!r}); a classifier needs at least "
-            "two, or every prediction is trivially right and every gradient is zero. Fix: add a "
-            "sub-folder of images for each other class."
-        )
+    classes = check_classes(root)
     class_roots = [os.path.realpath(root / name) for name in classes]
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
     files: list[tuple[str, int]] = []
     repeated: list[Path] = []
+    set_aside: list[tuple[Path, str]] = []
     for label, name in enumerate(classes):
         fenced = tuple(other for index, other in enumerate(class_roots) if index != label)
         walk = walk_files(root / name, _visible, seen_dirs, seen_files, fenced)
         files.extend((path.relative_to(root).as_posix(), label) for path in walk.files)
         repeated.extend(walk.repeated_dirs + walk.repeated_files)
+        set_aside.extend(walk.set_aside)
+    if set_aside:
+        _warn_set_aside(root, set_aside)
     if repeated:
         shown = ", ".join(path.relative_to(root).as_posix() for path in repeated[:_SHOWN_PATHS])
         more = f" and {len(repeated) - _SHOWN_PATHS} more" if len(repeated) > _SHOWN_PATHS else ""

@@ -107,20 +107,13 @@ def _split_official(
     it by default); split[2] is not used, since the test set is fixed by the dataset, except
     under `max_images`, which gives each part its share of the cap (test: split[2]).
     """
-    train_fraction, val_fraction, test_fraction = split
+    train_fraction, val_fraction, _test_fraction = split
     classes = official.classes
     train, val = stratified_partition(official.train_labels, (train_fraction, val_fraction), seed,
                                       classes, part_names=("train", "val"))
     test = np.arange(len(official.test_labels), dtype=np.int64)
     if max_images is not None:
-        shares = allocate(max_images, [train_fraction, val_fraction, test_fraction])
-        if min(shares) < len(classes):
-            needed = math.ceil(len(classes) / min(split))
-            raise InputError(
-                f"max_images={max_images} leaves a split of {kind} with {min(shares)} images, "
-                f"fewer than its {len(classes)} classes. Fix: raise max_images to at least "
-                f"{needed}, or leave it unset."
-            )
+        shares = official_shares(kind, max_images, split, len(classes))
         train, val = (stratified_subsample(part, official.train_labels, share, seed, classes,
                                            option="max_images")
                       for part, share in zip((train, val), shares[:2], strict=True))
@@ -145,6 +138,39 @@ def _split_official(
         identity = {**identity, "max_images": max_images}
     return assemble(parts, indices, classes=classes, identity=identity,
                     image_size=image_size, seed=seed, fractions=split, info=info)
+
+
+def official_shares(kind: str, max_images: int, split: tuple[float, float, float],
+                    classes: int) -> list[int]:
+    """Images of each official part under the cap `max_images`; `InputError` when one part
+    would hold fewer images than there are classes (every class needs one in every part)."""
+    shares = allocate(max_images, list(split))
+    if min(shares) < classes:
+        needed = math.ceil(classes / min(split))
+        raise InputError(
+            f"max_images={max_images} leaves a split of {kind} with {min(shares)} images, "
+            f"fewer than its {classes} classes. Fix: raise max_images to at least "
+            f"{needed}, or leave it unset."
+        )
+    return shares
+
+
+def dataset_kind(spec: str | os.PathLike[str]) -> tuple[str, Path | None]:
+    """(kind, path): a built-in kind (path None), or "folder" and the ImageFolder path; an
+    `InputError` for a name that is neither."""
+    name = os.fspath(spec).strip()
+    kind = _ALIASES.get(name.lower(), name.lower())
+    if kind in _KINDS:
+        return kind, None
+    path = Path(name).expanduser()
+    if name and (_looks_like_path(name) or path.exists()):
+        return "folder", path
+    known = ", ".join(_KINDS)
+    raise InputError(
+        f"unknown dataset '{spec}' (and no directory of that name exists). Fix: use one of "
+        f"{known}, or a path to an ImageFolder directory (one sub-folder of images per class), "
+        "e.g. ./data/pets; `gradprobe datasets` lists them."
+    )
 
 
 def load_dataset(
@@ -175,8 +201,7 @@ def load_dataset(
         raise InputError(f"max_images must be at least 1, got {max_images}. Fix: pass a "
                          "positive cap or leave it unset.")
     fractions = (float(split[0]), float(split[1]), float(split[2]))
-    name = os.fspath(spec).strip()
-    kind = _ALIASES.get(name.lower(), name.lower())
+    kind, path = dataset_kind(spec)
     common: dict[str, Any] = {"image_size": image_size, "seed": seed, "split": fractions,
                               "max_train_images": max_train_images, "max_images": max_images}
     if kind == "synthetic":
@@ -189,15 +214,8 @@ def load_dataset(
         return _split_official(official, kind, **common)
     if kind == "cifar10":
         return _split_official(load_cifar10(data_root, download), kind, **common)
-    path = Path(name).expanduser()
-    if name and (_looks_like_path(name) or path.exists()):
-        return _load_folder(path, cache_dir=cache_dir, **common)
-    known = ", ".join(_KINDS)
-    raise InputError(
-        f"unknown dataset '{spec}' (and no directory of that name exists). Fix: use one of "
-        f"{known}, or a path to an ImageFolder directory (one sub-folder of images per class), "
-        "e.g. ./data/pets; `gradprobe datasets` lists them."
-    )
+    assert path is not None  # dataset_kind: "folder" comes with its path
+    return _load_folder(path, cache_dir=cache_dir, **common)
 
 
 def _load_synthetic(*, num_classes: int, images_per_class: int, **common: Any) -> Splits:

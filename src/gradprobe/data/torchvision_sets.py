@@ -39,6 +39,9 @@ FASHION_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 CIFAR_FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+# The hint names the flags of both commands: `study` has --data-root but no --download.
+DOWNLOAD_HINT = ("allow the download (`gradprobe train --download`; in a study spec "
+                 "`data: {download: true}`)")
 
 
 @dataclass(frozen=True)
@@ -124,24 +127,62 @@ def _stage_fashion(files: dict[str, Path], cache_dir: Path) -> Path:
         raise InputError(
             f"could not prepare Fashion-MNIST from {sorted(str(p) for p in files.values())} in "
             f"'{raw}': {error}. Fix: check the files are complete (reinstall {DEBIAN_PACKAGE} or "
-            "re-download with --download) and that the cache folder ($GRADPROBE_CACHE) is "
+            f"{DOWNLOAD_HINT}) and that the cache folder ($GRADPROBE_CACHE) is "
             "writable."
         ) from error
     return root
 
 
+def _find_fashion(data_root: str | None) -> tuple[Path, Path, dict[str, Path]] | None:
+    """(search folder, folder holding the files, the files) of Fashion-MNIST found offline."""
+    for _, folder in _search_dirs(data_root, (DEBIAN_FASHION_MNIST,)):
+        for location in (folder / "FashionMNIST" / "raw", folder, folder / "fashion-mnist"):
+            files = _fashion_files(location)
+            if files is not None:
+                return folder, location, files
+    return None
+
+
 def _fashion_root(data_root: str | None, cache_dir: Path) -> tuple[Path, Path] | None:
     """(torchvision root, folder the files came from) for Fashion-MNIST found offline, or None."""
-    for _, folder in _search_dirs(data_root, (DEBIAN_FASHION_MNIST,)):
-        torchvision_raw = folder / "FashionMNIST" / "raw"
-        for location in (torchvision_raw, folder, folder / "fashion-mnist"):
-            files = _fashion_files(location)
-            if files is None:
-                continue
-            if location == torchvision_raw and all(p.suffix != ".gz" for p in files.values()):
-                return folder, location  # already torchvision's layout, nothing to stage
-            return _stage_fashion(files, cache_dir), location
-    return None
+    found = _find_fashion(data_root)
+    if found is None:
+        return None
+    folder, location, files = found
+    if location == folder / "FashionMNIST" / "raw" and all(p.suffix != ".gz"
+                                                          for p in files.values()):
+        return folder, location  # already torchvision's layout, nothing to stage
+    return _stage_fashion(files, cache_dir), location
+
+
+def check_available(kind: str, data_root: str | None, download: bool) -> None:
+    """Raise the loader's own "not found" `InputError` unless `kind` (fashion-mnist, cifar10)
+    is found offline or may be downloaded; reads no file and writes none (a preflight)."""
+    if data_root:
+        root = Path(data_root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise InputError(f"the data root '{root}' (--data-root; data.data_root in a spec) "
+                             "is a file, not a directory. Fix: point it at the folder that "
+                             f"holds the {kind} files.")
+    if download:
+        return
+    if kind == "fashion-mnist" and _find_fashion(data_root) is None:
+        raise _fashion_not_found(data_root)
+    if kind == "cifar10" and _cifar_root(data_root) is None:
+        raise _cifar_not_found(data_root)
+
+
+def _fashion_not_found(data_root: str | None) -> InputError:
+    return _not_found(
+        "fashion-mnist", _search_dirs(data_root, (DEBIAN_FASHION_MNIST,)),
+        "the four Fashion-MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
+    )
+
+
+def _cifar_not_found(data_root: str | None) -> InputError:
+    return _not_found("cifar10", _search_dirs(data_root),
+                      f"{CIFAR_FOLDER}/ (data_batch_1..5, test_batch, batches.meta)")
 
 
 def _not_found(kind: str, places: list[tuple[str, Path]], layout: str) -> InputError:
@@ -149,8 +190,8 @@ def _not_found(kind: str, places: list[tuple[str, Path]], layout: str) -> InputE
            if kind == "fashion-mnist" else "")
     return InputError(
         f"{kind} was not found offline (looked in: {_describe(places)}) and downloading is off. "
-        f"Fix:{apt} point --data-root or ${DATA_ENV} at a folder holding {layout}, or pass "
-        "--download to let torchvision fetch it."
+        f"Fix:{apt} point --data-root or ${DATA_ENV} at a folder holding {layout}, or "
+        f"{DOWNLOAD_HINT}."
     )
 
 
@@ -173,7 +214,7 @@ def _open(kind: str, factory: Callable[..., datasets.VisionDataset], root: Path,
         # downloads; parsing asserts on a malformed idx file; pickle raises on a broken batch.
         raise InputError(
             f"torchvision could not load {kind} from '{root}': {error}. Fix: replace the files "
-            "(they may be incomplete or corrupt), or pass --download to fetch a fresh copy."
+            f"(they may be incomplete or corrupt), or {DOWNLOAD_HINT} to fetch a fresh copy."
         ) from error
 
 
@@ -185,11 +226,7 @@ def load_fashion_mnist(data_root: str | None, download: bool, cache_dir: Path) -
     elif download:
         root = origin = _download_root(data_root)
     else:
-        raise _not_found(
-            "fashion-mnist", _search_dirs(data_root, (DEBIAN_FASHION_MNIST,)),
-            "the four Fashion-MNIST files (train-images-idx3-ubyte.gz, "
-            "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)",
-        )
+        raise _fashion_not_found(data_root)
     train, test = _open("fashion-mnist", datasets.FashionMNIST, root, download)
     return OfficialSets(
         train_images=train.data.unsqueeze(1).contiguous(),  # (N, 1, 28, 28)
@@ -219,8 +256,7 @@ def load_cifar10(data_root: str | None, download: bool) -> OfficialSets:
     root = _cifar_root(data_root)
     if root is None:
         if not download:
-            raise _not_found("cifar10", _search_dirs(data_root),
-                             f"{CIFAR_FOLDER}/ (data_batch_1..5, test_batch, batches.meta)")
+            raise _cifar_not_found(data_root)
         root = _download_root(data_root)
     train, test = _open("cifar10", datasets.CIFAR10, root, download)
     return OfficialSets(

@@ -1,6 +1,7 @@
 """The run-directory contract: file names, columns, states, typed records, reading and writing.
 
-Torch-free, so the analysis can read records anywhere. See DESIGN.md, "A run directory".
+Torch-free, so the analysis can read records anywhere. README.md, "What a study writes",
+describes the files for users.
 """
 
 from gradprobe.record.io import (
@@ -8,11 +9,13 @@ from gradprobe.record.io import (
     RunFileError,
     empty_gradients,
     empty_metrics,
+    empty_steps,
     read_run_file,
     write_config,
     write_gradients,
     write_metrics,
     write_status,
+    write_steps,
     write_study_file,
     write_summary,
 )
@@ -30,6 +33,8 @@ from gradprobe.record.schema import (
     REPORT_MD,
     RUNS_DIR,
     STATUS_FILE,
+    STEP_COLUMNS,
+    STEPS_FILE,
     STUDY_FILE,
     SUMMARY_FILE,
     TENSORBOARD_DIR,
@@ -40,6 +45,8 @@ from gradprobe.record.schema import (
     RunState,
     RunStatus,
     RunSummary,
+    StepCol,
+    StepRow,
     best_validation,
 )
 
@@ -58,6 +65,8 @@ __all__ = [
     "REPORT_MD",
     "RUNS_DIR",
     "STATUS_FILE",
+    "STEPS_FILE",
+    "STEP_COLUMNS",
     "STUDY_FILE",
     "SUMMARY_FILE",
     "TENSORBOARD_DIR",
@@ -69,14 +78,18 @@ __all__ = [
     "RunState",
     "RunStatus",
     "RunSummary",
+    "StepCol",
+    "StepRow",
     "best_validation",
     "empty_gradients",
     "empty_metrics",
+    "empty_steps",
     "read_run_file",
     "write_config",
     "write_gradients",
     "write_metrics",
     "write_status",
+    "write_steps",
     "write_study_file",
     "write_summary",
 ]

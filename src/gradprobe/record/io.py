@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -28,6 +29,8 @@ from gradprobe.record.schema import (
     METRIC_COLUMNS,
     METRICS_FILE,
     STATUS_FILE,
+    STEP_COLUMNS,
+    STEPS_FILE,
     STUDY_FILE,
     SUMMARY_FILE,
     Col,
@@ -36,8 +39,11 @@ from gradprobe.record.schema import (
     RunState,
     RunStatus,
     RunSummary,
+    StepCol,
+    StepRow,
 )
-from gradprobe.util.atomic import atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.atomic import NoSpaceError, atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.safe_yaml import load_yaml
 
 # What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
 _REBUILT = ("run the same `gradprobe train` or `gradprobe study` command again: it deletes the "
@@ -47,6 +53,7 @@ FIXES = {  # what a user does about a damaged file
     SUMMARY_FILE: _REBUILT,
     METRICS_FILE: _REBUILT,
     GRADIENTS_FILE: _REBUILT,
+    STEPS_FILE: _REBUILT,
     CONFIG_FILE: ("it cannot be rebuilt: delete the whole run directory and train the run again "
                   "(or restore the file from a backup)"),
     STUDY_FILE: ("run `gradprobe study` with the study's spec and --out again: it rewrites it "
@@ -57,7 +64,7 @@ FIXES = {  # what a user does about a damaged file
 # The files a run's checkpoint rebuilds (the trainer rewrites them on resume): damage to one of
 # them is repaired by resuming the run, not reported as a failure. config.json is the run's
 # identity and is never rebuilt.
-REBUILDABLE = (STATUS_FILE, SUMMARY_FILE, METRICS_FILE, GRADIENTS_FILE)
+REBUILDABLE = (STATUS_FILE, SUMMARY_FILE, METRICS_FILE, GRADIENTS_FILE, STEPS_FILE)
 
 
 class RunFileError(InputError):
@@ -203,8 +210,37 @@ def _read_gradients(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _read_steps(path: Path) -> pd.DataFrame:
+    """steps.csv as float64 columns (step and epoch int64), sorted by step; damage is named."""
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):  # the writer ends every row: a cut one may still parse
+        raise RunFileError(path, "its last line is cut short (the file was truncated)")
+    frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
+    missing = [column for column in STEP_COLUMNS if column not in frame.columns]
+    if missing:
+        raise RunFileError(path, f"it lacks the columns {missing}")
+    result = pd.DataFrame(index=frame.index)
+    for column in STEP_COLUMNS:
+        text = frame[column].str.strip()
+        values = pd.to_numeric(text.where(text != "", "nan"), errors="coerce")
+        garbage = values.isna() & ~text.str.lower().isin(["", "nan", "-nan"])
+        if garbage.any():
+            row = int(garbage.idxmax())
+            raise RunFileError(path, f"row {row + 1} holds {frame.at[row, column]!r} in the "
+                                     f"numeric column {column!r}")
+        result[column] = values.astype("float64")
+    for column in (StepCol.step, StepCol.epoch):
+        counts = result[column]
+        if counts.isna().any() or (counts != counts.round()).any():
+            raise RunFileError(path, f"a {column} number is missing or not a whole number")
+        result[column] = counts.astype("int64")
+    if result[StepCol.step].duplicated().any():
+        raise RunFileError(path, "a step appears twice")
+    return result.sort_values(StepCol.step).reset_index(drop=True)
+
+
 def _read_study(path: Path) -> dict[str, Any]:
-    spec = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    spec = load_yaml(path.read_bytes().decode("utf-8"), str(path)) or {}
     if not isinstance(spec, dict):
         raise RunFileError(path, f"it holds a YAML {type(spec).__name__}, not a mapping")
     return spec
@@ -213,12 +249,18 @@ def _read_study(path: Path) -> dict[str, Any]:
 _READERS: dict[str, Callable[[Path], Any]] = {
     STATUS_FILE: _read_status, CONFIG_FILE: _read_config, SUMMARY_FILE: _read_summary,
     METRICS_FILE: _read_metrics, GRADIENTS_FILE: _read_gradients, STUDY_FILE: _read_study,
+    STEPS_FILE: _read_steps,
 }
 
 
 def empty_metrics() -> pd.DataFrame:
     frame = pd.DataFrame({column: pd.Series(dtype="float64") for column in METRIC_COLUMNS})
     return frame.astype({Col.epoch: "int64"})
+
+
+def empty_steps() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="float64") for column in STEP_COLUMNS})
+    return frame.astype({StepCol.step: "int64", StepCol.epoch: "int64"})
 
 
 def empty_gradients() -> pd.DataFrame:
@@ -229,11 +271,40 @@ def empty_gradients() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- writers
+# A "failed" status written while there is space, renamed over status.json when a status write
+# hits a full disk: a rename needs no space, so no run is ever left saying "running".
+STATUS_FALLBACK = ".status.no-space.json"
+NO_SPACE_MESSAGE = ("NoSpaceError: the disk filled up while this run was writing its files; free "
+                    "some space and run the same command again: the run resumes from its last "
+                    "checkpoint")
+
+
 def write_status(run_dir: Path, state: RunState, *, epoch: int, step: int, message: str = "",
                  traceback: str | None = None) -> None:
+    """Write status.json; a full disk never leaves it saying "running".
+
+    Before a "running" status is written, a "failed" one is put aside (`STATUS_FALLBACK`). When
+    a write hits a full disk, that file is renamed over status.json; a "failed" status then
+    counts as written (the caller is raising the error that failed the run) and any other
+    raises `NoSpaceError`.
+    """
     updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    status = RunStatus(RunState(state), epoch, step, message, traceback, updated)
-    write_json_atomic(run_dir / STATUS_FILE, status.as_dict())
+    state = RunState(state)
+    status = RunStatus(state, epoch, step, message, traceback, updated)
+    fallback, target = run_dir / STATUS_FALLBACK, run_dir / STATUS_FILE
+    if state is RunState.RUNNING and not fallback.exists():
+        failed = RunStatus(RunState.FAILED, epoch, step, NO_SPACE_MESSAGE, None, updated)
+        write_json_atomic(fallback, failed.as_dict())  # no space: raises before "running"
+    try:
+        write_json_atomic(target, status.as_dict())
+    except NoSpaceError:
+        if fallback.exists():
+            os.replace(fallback, target)
+        if state is not RunState.FAILED:
+            raise
+    else:
+        if state in (RunState.COMPLETED, RunState.DIVERGED):  # finished: nothing left to fail
+            fallback.unlink(missing_ok=True)
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -247,6 +318,12 @@ def write_summary(run_dir: Path, summary: RunSummary) -> None:
 def write_metrics(run_dir: Path, rows: Sequence[EpochRow]) -> None:
     frame = pd.DataFrame([row.as_dict() for row in rows], columns=list(METRIC_COLUMNS))
     with atomic_path(run_dir / METRICS_FILE) as tmp:
+        frame.to_csv(tmp, index=False)  # floats at full repr precision: round-trips exactly
+
+
+def write_steps(run_dir: Path, rows: Sequence[StepRow]) -> None:
+    frame = pd.DataFrame([row.as_dict() for row in rows], columns=list(STEP_COLUMNS))
+    with atomic_path(run_dir / STEPS_FILE) as tmp:
         frame.to_csv(tmp, index=False)  # floats at full repr precision: round-trips exactly
 
 

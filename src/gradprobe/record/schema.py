@@ -18,6 +18,7 @@ CONFIG_FILE = "config.json"  # the resolved config, model_info, data_info, versi
 STATUS_FILE = "status.json"  # state, epoch, step, message, traceback, updated
 METRICS_FILE = "metrics.csv"  # one row per epoch, METRIC_COLUMNS
 GRADIENTS_FILE = "gradients.parquet"  # tidy probe records, GRADIENT_COLUMNS
+STEPS_FILE = "steps.csv"  # one row per optimiser step, STEP_COLUMNS
 SUMMARY_FILE = "summary.json"  # the finished run's numbers, RunSummary
 TENSORBOARD_DIR = "tensorboard"  # optional event files
 LOCK_FILE = ".lock"  # held while a process trains the run
@@ -64,6 +65,16 @@ class GradCol:
     kind = "kind"
     metric = "metric"
     value = "value"
+
+
+class StepCol:
+    """steps.csv column names as attributes."""
+
+    step = "step"
+    epoch = "epoch"
+    train_loss = "train_loss"
+    lr = "lr"
+    global_grad_norm = "global_grad_norm"
 
 
 GRADIENT_COLUMNS = (GradCol.step, GradCol.epoch, GradCol.layer, GradCol.depth, GradCol.kind,
@@ -122,6 +133,31 @@ class EpochRow:
 
 # metrics.csv's columns, in file order: EpochRow's fields, so the two cannot drift apart
 METRIC_COLUMNS = tuple(f.name for f in fields(EpochRow))
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One row of steps.csv: what one optimiser step saw, written by the trainer at every step
+    whatever the probe's schedule, so a failure can be placed on the step it happened.
+
+    No wall-clock column: a resumed run writes this file byte for byte as an uninterrupted one.
+    """
+
+    step: int  # 0-based optimiser step, as in gradients.parquet
+    epoch: int  # 1-based
+    train_loss: float  # this step's batch loss, before its update (non-finite: it diverged)
+    lr: float  # the learning rate of this step's update, linear warm-up included
+    # L2 norm of every trainable parameter's gradient (weights and biases) together, as
+    # torch.nn.utils.clip_grad_norm_ computes it: before any clipping, unscaled under AMP.
+    # NaN on a step whose loss was non-finite (it had no backward pass).
+    global_grad_norm: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# steps.csv's columns, in file order: StepRow's fields
+STEP_COLUMNS = tuple(f.name for f in fields(StepRow))
 
 
 def best_validation(rows: Iterable[tuple[int, float]]) -> tuple[float, int] | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import Splits, load_dataset_from_config
 from gradprobe.errors import InputError
-from gradprobe.progress import Progress, for_worker
+from gradprobe.progress import Progress, StudyClock, for_worker
 from gradprobe.record import RunState
 from gradprobe.train.rundir import RunBusyError
 
@@ -29,6 +29,7 @@ class RunTask:
     name: str
     config: RunConfig
     run_dir: Path
+    force: bool = False  # train it again from scratch even when finished
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def run_one(task: RunTask, progress: Progress,
     from gradprobe.train import train
 
     try:
-        result = train(task.config, task.run_dir, name=task.name, progress=progress,
-                       load_data=load_data, record_refusal=True)
+        result = train(task.config, task.run_dir, name=task.name, force=task.force,
+                       progress=progress, load_data=load_data, record_refusal=True)
     except RunBusyError as error:
         return RunOutcome(task.name, RunState.RUNNING, str(error))
     except Exception as error:  # recorded with its traceback in the run's status.json
@@ -60,23 +61,30 @@ def execute_local(tasks: list[RunTask], progress: Progress) -> list[RunOutcome]:
     """One run after another in this process; each distinct dataset is loaded once."""
     # The trainer's own loader, memoised: DataConfig is frozen, hence a hashable key.
     load_data = functools.cache(load_dataset_from_config)
-    return [run_one(task, progress, load_data) for task in tasks]
+    clock = StudyClock(progress, len(tasks))
+    outcomes = []
+    for task in tasks:
+        outcomes.append(run_one(task, progress, load_data))
+        clock.run_ended(trained=not outcomes[-1].skipped)
+    return outcomes
 
 
 def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[RunOutcome]:
     """N runs at once in worker processes; each run sets its own thread count."""
     context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
     worker_progress = for_worker(progress)
+    clock = StudyClock(progress, len(tasks))
     outcomes: dict[str, RunOutcome] = {}
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(run_one, task, worker_progress): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             task = futures[future]
             try:
-                outcome = future.result()
+                outcome = future.result()  # the worker printed the run's end itself
             except Exception as error:  # the worker process itself died
                 outcome = RunOutcome(task.name, RunState.FAILED, f"worker died: {error}")
-            _report(progress, outcome)
+                _report(progress, outcome)
+            clock.run_ended(trained=not outcome.skipped)
             outcomes[task.name] = outcome
     return [outcomes[task.name] for task in tasks]
 
@@ -106,15 +114,17 @@ def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = 
         # Each task reserves as many CPUs as the threads its run computes with.
         pending = {remote.options(num_cpus=task.config.train.threads)
                    .remote(task, worker_progress): task for task in tasks}
+        clock = StudyClock(progress, len(tasks))
         outcomes: dict[str, RunOutcome] = {}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             task = pending.pop(done[0])
             try:
-                outcome = ray.get(done[0])
+                outcome = ray.get(done[0])  # the task printed the run's end itself
             except Exception as error:  # the task's worker died (node lost, OOM kill, ...)
                 outcome = RunOutcome(task.name, RunState.FAILED, f"Ray task failed: {error}")
-            _report(progress, outcome)
+                _report(progress, outcome)
+            clock.run_ended(trained=not outcome.skipped)
             outcomes[task.name] = outcome
         return [outcomes[task.name] for task in tasks]
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +26,10 @@ from gradprobe.study.executors import (
 )
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
+from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
+
+REPORT_LOCK = ".report.lock"  # held by `study` while it writes the report
 
 
 @dataclass
@@ -60,10 +65,11 @@ def spec_from_argument(argument: str | Path | dict[str, Any] | StudySpec | None)
     return load_spec(argument)
 
 
-def plan_study(spec: StudySpec, *, preset: str | None = None,
-               dataset: str | None = None) -> ResolvedStudy:
+def plan_study(spec: StudySpec, *, preset: str | None = None, dataset: str | None = None,
+               data_root: str | None = None) -> ResolvedStudy:
     preset_name = preset or default_preset()
-    return resolve(spec, get_preset(preset_name), preset_name, dataset=dataset)
+    return resolve(spec, get_preset(preset_name), preset_name, dataset=dataset,
+                   data_root=data_root)
 
 
 def run_study(
@@ -72,35 +78,40 @@ def run_study(
     *,
     preset: str | None = None,
     dataset: str | None = None,
+    data_root: str | None = None,
     execution: ExecutionConfig | None = None,
     progress: Progress | None = None,
     write_report: bool = True,
+    force: bool = False,
     **execution_options: Any,
 ) -> StudyResult:
     """Run every run of a study into `out_dir/runs/`, then write its report.
 
     `spec` is a built-in study's name, a YAML path, a dict or a `StudySpec` (None: the built-in
-    default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` replaces the spec's.
+    default); `preset` defaults to `full` with CUDA, else `quick`; `dataset` and `data_root`
+    replace the spec's.
     Who trains the runs is `execution`, or its fields as keywords (`jobs=2`, `executor="ray"`,
     `ray_address=...`); it never changes a run's numbers. (`gradprobe study` without --jobs
     passes `presets.default_jobs(preset)`; here the default stays 1, so a script needs no
     `if __name__ == "__main__":` guard for the process pool's spawned workers.) Idempotent:
     finished runs are skipped, interrupted ones resume from their checkpoints, and the report
-    is rendered again from whatever the run directories hold.
+    is rendered again from whatever the run directories hold. `force` trains every run again
+    from scratch, finished ones (and ones of a changed spec) included.
     """
     progress = progress or NullProgress()
     execution = _execution(execution, execution_options)
-    study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset)
+    study = plan_study(spec_from_argument(spec), preset=preset, dataset=dataset,
+                       data_root=data_root)
     study_dir = Path(out_dir).resolve()
     runs_dir = study_dir / record.RUNS_DIR
-    tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"))
+    tasks = [RunTask(run.name, run.config, child_path(runs_dir, run.name, "run name"), force)
              for run in study.runs]
     # Everything that can be refused is refused before the first run starts or a file is written.
     _check_same_study(study_dir, study, progress)
     check_runs(tasks, here=execution.executor != "ray")
+    prepare_output_dir(study_dir)  # before the plan names the report's path in it
     for line in describe_plan(study, study_dir):
         progress.message(line)
-    prepare_output_dir(study_dir)
     record.write_study_file(study_dir, study.to_yaml_dict())
     if execution.executor == "ray":
         outcomes = execute_ray(tasks, progress, address=execution.ray_address)
@@ -112,8 +123,22 @@ def run_study(
     if write_report:
         from gradprobe.analysis import write_report as render
 
-        result.report = render(study_dir)
+        with _report_lock(study_dir):
+            result.report = render(study_dir)
     return result
+
+
+@contextlib.contextmanager
+def _report_lock(study_dir: Path) -> Iterator[None]:
+    """Held while the report is written, so that the temporaries a killed report writer left
+    (`figures/.x.png.XXXX.tmp`) can be told from a live writer's and removed first."""
+    from filelock import FileLock
+
+    with FileLock(str(study_dir / REPORT_LOCK)):
+        for folder in (study_dir, study_dir / record.FIGURES_DIR):
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+        yield
 
 
 def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> ExecutionConfig:
@@ -153,9 +178,10 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
     or a damaged config.json. One InputError lists every such run. `here=False` (Ray) leaves
     the device and memory checks to the machines the runs train on."""
     from gradprobe.train.preflight import check_run_config
-    from gradprobe.train.rundir import config_differences
+    from gradprobe.train.rundir import resume_changes
 
     problems: list[str] = []
+    refused: dict[str, list[str]] = {}  # a preflight message -> the runs it refuses
     checked: dict[tuple[Any, ...], str | None] = {}
     for task in tasks:
         config = task.config
@@ -167,8 +193,11 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
                 checked[key] = None
             except InputError as error:
                 checked[key] = str(error)
-        if checked[key] is not None:
-            problems.append(f"run {task.name!r}: {checked[key]}")
+        message = checked[key]
+        if message is not None:
+            refused.setdefault(message, []).append(task.name)
+            continue
+        if task.force:  # its directory is cleared: what it held does not matter
             continue
         try:
             existing = record.read_run_file(task.run_dir / record.CONFIG_FILE)
@@ -177,10 +206,16 @@ def check_runs(tasks: list[RunTask], *, here: bool = True) -> None:
             continue
         if existing is None:
             continue
-        changes = config_differences(existing.get("run", {}), config.model_dump(mode="json"))
+        _, changes = resume_changes(existing.get("run", {}), config.model_dump(mode="json"))
         if changes:
             problems.append(f"run {task.name!r} in {task.run_dir} was trained with another "
                             "config (the spec changed):\n    " + "\n    ".join(changes))
+    refusals = []
+    for message, names in refused.items():  # a shared cause (the data) said once, not per run
+        shown = ", ".join(repr(name) for name in names[:3])
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        refusals.append(f"run{'s' if len(names) > 1 else ''} {shown}{more}: {message}")
+    problems = [*refusals, *problems]
     if problems:
         changed = any("the spec changed" in problem for problem in problems)
         fix = ("\nFix: restore the spec, use another --out, or delete the changed run "

@@ -9,16 +9,32 @@ returns every run as a full `RunConfig`; identical runs are trained once and sha
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
-from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
+from gradprobe.config import (
+    SEED_LIMIT,
+    DataConfig,
+    ModelConfig,
+    ProbeConfig,
+    RunConfig,
+    TrainConfig,
+)
 from gradprobe.errors import InputError
 from gradprobe.util.paths import safe_name
+from gradprobe.util.safe_yaml import check_document, load_yaml
 
 # An axis may sweep any model option, any training option, the model name, or `residual`
 # (which swaps a residual model for its plain twin: He et al. 2016's plain vs residual nets).
@@ -28,6 +44,12 @@ TRAIN_AXES = ("optimizer", "lr", "momentum", "weight_decay", "batch_size", "epoc
 # A replicate's name: the configuration's name plus this suffix (`vgg_deep,seed=1`). A seed
 # varies TrainConfig.seed only (initialisation and batch order); DataConfig.seed, the split, stays.
 SEED_SUFFIX = ",seed={seed}"
+# Runs one study may declare (runs and experiment grids, times the seeds). Counted before a grid
+# is expanded: 6 axes of 10 values once took 3.4 GB and two minutes before printing anything.
+MAX_RUNS = 10_000
+# An axis value becomes part of a run's folder name: a scalar, never a list or a mapping.
+AXIS_VALUE_TYPES = (bool, int, float, str, type(None))
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -97,6 +119,11 @@ class ExperimentSpec(_Strict):
                 raise ValueError(f"unknown axis {axis!r}; allowed axes: {', '.join(allowed)}")
             if not values:
                 raise ValueError(f"axis {axis!r} has no values")
+            for position, value in enumerate(values):
+                if not isinstance(value, AXIS_VALUE_TYPES):  # never str() it: it may be huge
+                    raise ValueError(f"axis {axis!r} value {position + 1} is a "
+                                     f"{type(value).__name__}; each value must be one number, "
+                                     "string, true/false or null")
         return axes
 
 
@@ -117,7 +144,7 @@ class StudySpec(_Strict):
     probe: ProbeSection = Field(default_factory=ProbeSection)  # ProbeConfig fields
     model: ModelSection = Field(default_factory=ModelSection)  # model option defaults (width)
     # replicates: every run is trained once per seed (TrainConfig.seed); None: the preset's
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Seed] | None = Field(None, min_length=1)
     runs: list[RunSpec] = Field(default_factory=list)
     comparison: ComparisonSpec | None = None
     experiments: list[ExperimentSpec] = Field(default_factory=list)
@@ -163,13 +190,17 @@ def load_spec(source: str | Path | dict[str, Any]) -> StudySpec:
     """Parse and validate a spec from a YAML file path or a dict."""
     if isinstance(source, dict):
         raw, origin = source, "spec"
+        check_document(raw, origin)  # bounded before pydantic (or an error message) walks it
     else:
         path = Path(source)
+        if path.exists() and not path.is_file():  # a folder, or a pipe that would block
+            raise InputError(f"study spec {path} is not a regular file; pass a YAML file or a "
+                             "built-in study name (see `gradprobe study --help`).")
         if not path.is_file():
             raise InputError(f"study spec {path} does not exist; pass a YAML file or a built-in "
                              "study name (see `gradprobe study --help`).")
         try:
-            raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+            raw = load_yaml(path.read_bytes().decode("utf-8"), str(path))
         except UnicodeDecodeError as error:
             raise InputError(f"{path} is not a UTF-8 text file ({error.reason} at byte "
                              f"{error.start}); pass a YAML study spec.") from None
@@ -208,11 +239,12 @@ def _format_path(loc: tuple[Any, ...]) -> str:
 
 
 def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str,
-            dataset: str | None = None) -> ResolvedStudy:
+            dataset: str | None = None, data_root: str | None = None) -> ResolvedStudy:
     """Merge the preset under the spec and expand experiments into runs.
 
     Precedence, lowest first: preset, spec's shared sections, a run's own overrides, an
-    experiment axis value. `dataset` (the CLI's --dataset) overrides the spec's dataset.
+    experiment axis value. `dataset` and `data_root` (the CLI's --dataset and --data-root)
+    override the spec's.
     """
     from gradprobe.models import family_default, list_models
 
@@ -220,13 +252,17 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     data = {**preset.get("data", {}), **_written(spec.data)}
     if dataset is not None:
         data["dataset"] = dataset
+    if data_root is not None:
+        data["data_root"] = data_root
     train = {**preset.get("train", {}), **_written(spec.train)}
     probe = {**preset.get("probe", {}), **_written(spec.probe)}
     model_defaults = {**preset.get("model", {}), **_written(spec.model)}
 
     seeds = _seeds(spec, preset)
+    _check_run_count(spec, seeds)
     by_config: dict[RunConfig, str] = {}
     runs: list[ResolvedRun] = []
+    taken: set[str] = set()  # run names so far: one lookup per run keeps resolving linear
 
     def add_replicates(name: str, run: RunSpec, where: str) -> list[str]:
         """`run` once per seed (one name each, `name` itself with one seed or none)."""
@@ -258,10 +294,11 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
             raise InputError(describe_error(error, where)) from None
         if config in by_config:  # the same run asked for twice: train it once, share it
             return by_config[config]
-        if any(existing.name == name for existing in runs):
+        if name in taken:
             raise InputError(f"{where}: two different runs are named {name!r}; give each run a "
                              "unique `name`.")
         by_config[config] = name
+        taken.add(name)
         runs.append(ResolvedRun(name, config, configuration or name))
         return name
 
@@ -299,6 +336,22 @@ def resolve(spec: StudySpec, preset: dict[str, dict[str, Any]], preset_name: str
     if not runs:
         raise InputError("the study declares no runs: add `runs` or `experiments` to the spec.")
     return ResolvedStudy(spec, preset_name, runs, comparison, experiments, seeds)
+
+
+def _check_run_count(spec: StudySpec, seeds: list[int] | None) -> None:
+    """Refuse a study of more than MAX_RUNS runs before any grid is expanded."""
+    per_config = len(seeds) if seeds else 1
+    grids = [math.prod(len(values) for values in experiment.axes.values())
+             for experiment in spec.experiments]
+    total = (len(spec.runs) + sum(grids)) * per_config
+    if total > MAX_RUNS:
+        biggest = max(grids, default=0)
+        raise InputError(
+            f"the study declares {total:,} runs ({len(spec.runs)} runs and experiment grids of "
+            f"{', '.join(f'{size:,}' for size in grids) or 'none'}, times {per_config} seed(s)); "
+            f"gradprobe's limit is {MAX_RUNS:,} runs per study. Fix: sweep fewer axis values "
+            f"or seeds (the largest grid has {biggest:,} runs), or split the study."
+        )
 
 
 def _seeds(spec: StudySpec, preset: dict[str, dict[str, Any]]) -> list[int] | None:

@@ -1,8 +1,8 @@
 """The training loop of one run: model + data + optimiser + probe, checkpointed to resume.
 
-The run directory is the only output (see DESIGN.md). The newest checkpoint is the source of
-truth for resuming: metrics rows and the probe's history live inside it, so a run killed at any
-instant resumes to exactly the state an uninterrupted run would have had.
+The run directory is the only output (`gradprobe.record` holds its contract). The newest
+checkpoint is the source of truth for resuming: metrics rows and the probe's history live inside
+it, so a run killed at any instant resumes to exactly the state an uninterrupted run would have had.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from gradprobe.errors import InputError
 from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
 from gradprobe.probe import GradientProbe
-from gradprobe.progress import Progress
+from gradprobe.progress import Progress, RunPace
 from gradprobe.record import (
+    STEP_COLUMNS,
     TENSORBOARD_DIR,
     EpochRow,
     RunState,
     RunSummary,
+    StepRow,
     empty_gradients,
 )
 from gradprobe.train import faults
@@ -41,7 +43,7 @@ from gradprobe.train.checkpoint import (
     set_rng_state,
 )
 from gradprobe.train.device import resolve_device
-from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_lr
+from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_factor, warmup_lr
 from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.state import RunPosition, RunResult
 from gradprobe.train.tensorboard import TensorBoardLogger
@@ -91,6 +93,7 @@ class Trainer:
         self.weight_distance = WeightDistance(
             self.model, enabled=WEIGHT_DISTANCE in cfg.probe.metrics)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        self._trainable = [param for param in self.model.parameters() if param.requires_grad]
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.scaler = torch.amp.GradScaler("cuda") if cfg.train.amp else None
         self.criterion = nn.CrossEntropyLoss()
@@ -152,6 +155,9 @@ class Trainer:
                          "loss_sum": pos.loss_sum, "correct": pos.correct, "seen": pos.seen,
                          "seconds": pos.seconds},
             "metrics_rows": [row.as_dict() for row in pos.metrics_rows],
+            # columns, not one dict per step: the checkpoint stays small over long runs
+            "step_rows": {column: [getattr(row, column) for row in pos.step_rows]
+                          for column in STEP_COLUMNS},
             "weight_distance": self.weight_distance.state_dict(),
         }
         save_checkpoint(self.run_dir.path, payload)
@@ -169,7 +175,15 @@ class Trainer:
         set_rng_state(state["rng"])
         self.weight_distance.load_state_dict(state.get("weight_distance", []))
         rows = [EpochRow(**row) for row in state["metrics_rows"]]
-        self.position = RunPosition(**state["position"], metrics_rows=rows)
+        step_columns = state.get("step_rows") or {column: [] for column in STEP_COLUMNS}
+        step_rows = [StepRow(*values) for values in
+                     zip(*(step_columns[column] for column in STEP_COLUMNS), strict=True)]
+        self.position = RunPosition(**state["position"], metrics_rows=rows, step_rows=step_rows)
+        if self.position.epoch > self.config.train.epochs:  # see RunDirectory.finished_run
+            raise InputError(f"{self.run_dir.path}'s checkpoint has trained "
+                             f"{self.position.epoch} epochs, more than --epochs "
+                             f"{self.config.train.epochs}; a run cannot be shortened. Use another "
+                             "--out, or --force to train it again from scratch.")
         return True
 
     # -- the loop --------------------------------------------------------------------------
@@ -189,6 +203,7 @@ class Trainer:
                                           f"{self.device.type} -> {self.run_dir.path}")
                 self._write_history()
                 self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
+                self.pace = self._pace()
                 while pos.epoch < self.config.train.epochs:
                     self._train_epoch()
                     self._end_epoch()
@@ -204,6 +219,13 @@ class Trainer:
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
+
+    def _pace(self) -> RunPace:
+        """What is left of the run, for the estimate of how long it will take."""
+        pos, epochs_left = self.position, self.config.train.epochs - self.position.epoch
+        return RunPace(self.progress, self.name,
+                       train_steps=epochs_left * len(self.train_loader) - pos.batch,
+                       eval_batches=epochs_left * len(self.val_loader) + len(self.test_loader))
 
     def _train_epoch(self) -> None:
         pos, cfg = self.position, self.config.train
@@ -222,6 +244,9 @@ class Trainer:
                     loss = self.criterion(logits, labels)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
+                    # the step is on record with its loss; it had no backward, so no norm
+                    pos.step_rows.append(StepRow(pos.step, epoch_number, loss_value,
+                                                 self._step_lr(pos.step), math.nan))
                     raise _Diverged(pos.step, loss_value)
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
@@ -229,6 +254,9 @@ class Trainer:
                     loss.backward()
                 # The named point: after backward, before clipping and the optimiser step.
                 self.probe.record(pos.step, epoch_number, scaler=self.scaler)
+                grad_norm = self._measure_and_clip()
+                pos.step_rows.append(StepRow(pos.step, epoch_number, loss_value,
+                                             self._step_lr(pos.step), grad_norm))
                 with warmup_lr(optimizer, self.scheduler, pos.step, len(self.train_loader),
                                cfg.warmup_epochs):
                     if self.scaler is not None:
@@ -242,6 +270,7 @@ class Trainer:
                 pos.seen += batch_size
                 pos.batch += 1
                 pos.step += 1
+                self.pace.step_done()
                 # Accuracy needs a device sync: refresh it only every 20 steps.
                 bar.update(loss_value, (pos.correct + int(correct)) / max(pos.seen, 1)
                            if pos.batch % 20 == 0 else None)
@@ -249,10 +278,42 @@ class Trainer:
                     self._sync_epoch_counters(correct, started)
                     started = time.perf_counter()
                     self._checkpoint()
+                    # status.json says where the run can resume from, as the checkpoint does
+                    self.run_dir.write_status(RunState.RUNNING, epoch=pos.epoch, step=pos.step)
                 faults.maybe_crash(pos.step)
         finally:
             bar.close()
             self._sync_epoch_counters(correct, started)
+
+    def _step_lr(self, step: int) -> float:
+        """The learning rate of optimiser step `step`'s update: the scheduled rate times the
+        warm-up factor, as `warmup_lr` sets it for the step."""
+        factor = warmup_factor(step, len(self.train_loader), self.config.train.warmup_epochs)
+        return self.optimizer.param_groups[0]["lr"] * factor
+
+    def _measure_and_clip(self) -> float:
+        """The global gradient norm of every trainable parameter (unscaled under AMP), then
+        clipping to `grad_clip` when set: after the probe recorded, before the step.
+
+        The norm is the one `clip_grad_norm_` computes (the L2 norm of the per-parameter
+        norms); clipping scales every gradient by grad_clip / (norm + 1e-6) when the norm
+        exceeds it, as `clip_grad_norm_` does. A non-finite norm is not clipped: under AMP the
+        scaler skips that step, and otherwise the next loss diverges.
+        """
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # scaler.step() then does not unscale again
+        grads = [param.grad for param in self._trainable if param.grad is not None]
+        if not grads:
+            return 0.0
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads]))
+        value = float(norm)
+        clip = self.config.train.grad_clip
+        if clip is not None and math.isfinite(value) and value > clip:
+            factor = clip / (value + 1e-6)
+            for grad in grads:
+                grad.mul_(factor)
+        return value
 
     def _sync_epoch_counters(self, correct: torch.Tensor, started: float) -> None:
         """Fold the on-device counters into the checkpointable position."""
@@ -295,6 +356,7 @@ class Trainer:
 
     def _write_history(self) -> None:
         self.run_dir.write_metrics(self.position.metrics_rows)
+        self.run_dir.write_steps(self.position.step_rows)
         self.run_dir.write_gradients(with_weight_distance(self.probe.to_frame(),
                                                           self.weight_distance.to_frame()))
 

@@ -15,14 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gradprobe.config import RunConfig
+from gradprobe.config import MAX_DEPTH, RunConfig
 from gradprobe.errors import InputError
 from gradprobe.models import build_model
 
-# Built before anything is measured, so bounded first: a depth of 10^8 would spend minutes and
-# gigabytes creating modules. 2,048 is far past the deepest network in the literature this tool
-# reproduces (ResNet-1202, He et al. 2016).
-MAX_DEPTH = 2048
 BYTES_PER_ELEMENT = 4  # float32 parameters and activations
 # The estimate is a lower bound, so that no run that would fit is refused: per parameter the
 # weight and its gradient (optimiser state comes on top), per image the output of every layer
@@ -50,6 +46,14 @@ def _available_bytes(device: torch.device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _human(size: float) -> str:
@@ -104,8 +108,8 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             raise InputError(
                 f"{model_name} cannot take {image_size}x{image_size} images: its layers shrink "
                 f"them to nothing ({str(error).splitlines()[0]}). Fix: use a larger "
-                "--image-size (32 or more for the VGG and ResNet families), or a shallower "
-                "model."
+                "--image-size (data.image_size in a study spec; 32 or more for the VGG and "
+                "ResNet families), or a shallower model."
             ) from None
     parameters = sum(parameter.numel() for parameter in model.parameters())
     minimum = BYTES_PER_ELEMENT * (PARAMETER_COPIES * parameters + elements * batch_size)
@@ -116,13 +120,28 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
             f"({parameters:,} parameters; activations for a batch of {batch_size} "
             f"{image_size}x{image_size} images), more than the {_human(available)} free on "
             f"{torch.device(device)}. Fix: lower --width, --depth, --image-size or "
-            "--batch-size."
+            "--batch-size (in a study spec: model.width, the run's options.depth, "
+            "data.image_size, train.batch_size)."
         )
     return RunFootprint(parameters, elements, minimum)
 
 
+def _check_synthetic_fits(images: int, image_size: int) -> None:
+    """The synthetic set is drawn in memory at once, uint8 (its splits copy it again)."""
+    needed = images * 3 * image_size * image_size
+    available = _available_bytes(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise InputError(
+            f"the synthetic dataset of {images:,} images at {image_size}x{image_size} needs at "
+            f"least {_human(needed)} of memory, more than the {_human(available)} free. Fix: "
+            "lower --images-per-class or --image-size (data.images_per_class, data.image_size "
+            "in a study spec)."
+        )
+
+
 def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
-    """`check_run_fits` for a whole run config, before its data is loaded or anything written.
+    """`check_run_fits` and `check_data` for a whole run config, before its data is loaded or
+    anything written.
 
     The dataset is not loaded here, so the class count and channels are the fewest it could have
     (the synthetic set's are known): the memory estimate stays a lower bound, and the image-size
@@ -134,11 +153,22 @@ def check_run_config(config: RunConfig, *, here: bool = True) -> RunFootprint:
 
     device = None
     if here:
+        cores = available_cores()
+        if config.train.threads > cores:  # more threads than cores only waits, and the count
+            raise InputError(  # is part of the result, so it must be one this machine runs
+                f"--threads (train.threads in a spec) is {config.train.threads:,} but this "
+                f"machine has {cores} CPU core(s). Fix: use at most {cores} threads (1 suits "
+                "gradprobe's small models).")
         device = resolve_device(config.train.device)
         if config.train.amp and device.type != "cuda":
             raise InputError("--amp needs a CUDA device (autocast + GradScaler); "
                              f"this run is on {device.type}. Drop --amp or use a GPU.")
+    from gradprobe.data.preflight import check_data
+
+    check_data(config.data, here=here)  # the loader's own refusals, without loading
     data = config.data
+    if data.dataset == "synthetic" and here:
+        _check_synthetic_fits(data.num_classes * data.images_per_class, data.image_size)
     num_classes = data.num_classes if data.dataset == "synthetic" else MIN_CLASSES
     return check_run_fits(config.model.name, config.model.builder_options(),
                           num_classes=num_classes, in_channels=1, image_size=data.image_size,

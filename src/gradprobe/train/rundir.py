@@ -1,4 +1,4 @@
-"""The run directory: every file of one run, written atomically (see DESIGN.md's contract)."""
+"""The run directory: every file of one run, written atomically (contract: `gradprobe.record`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from filelock import FileLock, Timeout
 from gradprobe import record
 from gradprobe.errors import InputError
 from gradprobe.progress import Progress
-from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary
+from gradprobe.record import EpochRow, RunState, RunStatus, RunSummary, StepRow
 from gradprobe.record.io import REBUILDABLE
+from gradprobe.util.atomic import no_space_error
 from gradprobe.util.paths import prepare_output_dir
 
 
@@ -47,6 +48,15 @@ class RunDirectory:
         except Timeout as error:
             raise RunBusyError(f"run directory {self.path} is being trained by another process; "
                                "wait for it to finish or use another --out.") from error
+        except OSError as error:  # filelock opens with O_NOFOLLOW: a planted link is ELOOP
+            path = self.path / record.LOCK_FILE
+            full = no_space_error(error, path)
+            if full is not None:
+                raise full from None
+            what = "a symbolic link" if path.is_symlink() else "not a lockable file"
+            raise InputError(f"the lock file {path} is {what} ({error.strerror}); gradprobe "
+                             "never follows it, so its target is untouched. Fix: delete it (a "
+                             "lock holds nothing) and run the same command again.") from None
         return lock
 
     def read_status(self) -> RunStatus | None:
@@ -72,13 +82,17 @@ class RunDirectory:
         existing = self.read_config()
         if existing is None:
             return None
-        differences = config_differences(existing.get("run", {}), resolved)
-        if differences:
-            listing = "\n  ".join(differences)
+        allowed, refused = resume_changes(existing.get("run", {}), resolved)
+        if refused:
+            listing = "\n  ".join(refused)
             raise InputError(
                 f"{self.path} holds a run with a different config:\n  {listing}\n"
                 "Use another --out, or --force to discard that run and train this config there."
             )
+        extended = [change for change in allowed if change.startswith("train.epochs:")]
+        for change in allowed:
+            if change not in extended:
+                progress.message(f"{name}: {change}")
         damaged = False
         for file_name in REBUILDABLE:
             try:
@@ -89,8 +103,19 @@ class RunDirectory:
                 self.file(file_name).unlink(missing_ok=True)
                 damaged = True
         status = None if damaged else self.read_status()
+        trained = 0 if status is None else status.epoch
+        if trained > resolved["train"]["epochs"]:
+            raise InputError(
+                f"{self.path} holds a run that has trained {trained} epochs, more than --epochs "
+                f"{resolved['train']['epochs']}; a run cannot be shortened. Use another --out, "
+                "or --force to train it again from scratch."
+            )
+        if extended and (status is None or status.state != RunState.DIVERGED):
+            progress.message(f"{name}: {extended[0]}")
         if status is None or status.state not in record.FINISHED_STATES:
             return None
+        if extended and status.state == RunState.COMPLETED:
+            return None  # it continues from its last checkpoint to the new epoch count
         metrics = record.read_run_file(self.file(record.METRICS_FILE))
         rows = 0 if metrics is None else len(metrics)
         if rows != status.epoch:  # whole rows lost: a truncation at a line end still parses
@@ -116,13 +141,16 @@ class RunDirectory:
     def write_metrics(self, rows: Sequence[EpochRow]) -> None:
         record.write_metrics(self.path, rows)
 
+    def write_steps(self, rows: Sequence[StepRow]) -> None:
+        record.write_steps(self.path, rows)
+
     def write_gradients(self, frame: pd.DataFrame) -> None:
         record.write_gradients(self.path, frame)
 
     def clear(self, *extra: str) -> None:
         """Delete the run's records (and `extra` files of the trainer's, such as checkpoints)."""
         for name in (record.CONFIG_FILE, record.STATUS_FILE, record.METRICS_FILE,
-                     record.GRADIENTS_FILE, record.SUMMARY_FILE, *extra):
+                     record.GRADIENTS_FILE, record.STEPS_FILE, record.SUMMARY_FILE, *extra):
             self.file(name).unlink(missing_ok=True)
         shutil.rmtree(self.file(record.TENSORBOARD_DIR), ignore_errors=True)
 
@@ -142,6 +170,40 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+# Settings that never change a run's numbers: a run may resume (or be left finished) with other
+# values. (`train.threads` is not one: CPU reductions split their work by thread count.)
+RESULT_NEUTRAL = {
+    "train.checkpoint_every": "how often a checkpoint is written",
+    "train.tensorboard": "whether TensorBoard event files are also written",
+}
+
+
+def resume_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The changes from run config `old` to `new` a run may resume with (allowed), and those it
+    may not (refused), each a line naming the setting and why.
+
+    Allowed: `RESULT_NEUTRAL` settings, and more `train.epochs` when the learning-rate schedule
+    does not depend on the total (step, none; a warm-up counts its own steps): the run then
+    continues exactly as a run trained that long from the start would have. The cosine
+    schedule's rate at every epoch depends on the total, so its length cannot change.
+    """
+    allowed, refused = [], []
+    for line in config_differences(old, new):
+        path = line.split(":", 1)[0]
+        if path in RESULT_NEUTRAL:
+            allowed.append(f"{line} ({RESULT_NEUTRAL[path]}: does not change results)")
+        elif path == "train.epochs" and new.get("train", {}).get("scheduler") == "cosine":
+            refused.append(f"{line} (the cosine schedule's learning rate at every epoch depends "
+                           "on the total epochs, so the run cannot change length)")
+        elif path == "train.epochs":
+            allowed.append(f"{line} (continues the run: with a {new['train']['scheduler']} "
+                           "schedule the result is the same as training that long from the "
+                           "start)")
+        else:
+            refused.append(line)
+    return allowed, refused
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradprobe.record import EpochRow, RunState
+from gradprobe.record import EpochRow, RunState, StepRow
 
 
 @dataclass
@@ -31,5 +31,6 @@ class RunPosition:
     seen: int = 0  # this epoch's images so far
     seconds: float = 0.0  # this epoch's training seconds so far
     metrics_rows: list[EpochRow] = field(default_factory=list)
+    step_rows: list[StepRow] = field(default_factory=list)  # steps.csv, one per optimiser step
 
 

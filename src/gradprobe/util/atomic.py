@@ -3,11 +3,18 @@
 Every file gradprobe writes goes through these: the data is written to a temporary file in the
 same directory, flushed to disk, then renamed over the target (`os.replace` is atomic on POSIX
 and Windows when both paths are on one filesystem).
+
+A full disk (or quota) is one error, `NoSpaceError`, whatever wrote: Python's own writes raise
+`OSError(ENOSPC)`, but `torch.save` to a path fails inside its C++ writer with a RuntimeError
+(`basic_ios::clear`, then `unexpected pos ...`) that carries no errno. Its message names the
+file, the space free and the space the write needed, so the CLI prints it instead of a chain of
+tracebacks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -27,6 +34,77 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 _TEMPORARY_PREFIX, _TEMPORARY_SUFFIX = ".", ".tmp"
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# A write that failed without an errno (torch's C++ writer) is taken as "disk full" when less
+# than this is left on the filesystem: the failed write itself used up the rest.
+LOW_SPACE_BYTES = 1 << 20
+
+
+class NoSpaceError(OSError):
+    """The filesystem (or the user's quota) ran out while writing `path`; nothing was replaced.
+
+    An OSError with errno ENOSPC, so every `except OSError` that copes with a failed write
+    still does; its text is one sentence with the path, the space free and the fix.
+    """
+
+    def __init__(self, path: Path, needed: int | None, free: int | None) -> None:
+        super().__init__(errno.ENOSPC, "No space left on device", str(path))
+        self.path, self.needed, self.free = Path(path), needed, free
+
+    def __reduce__(self) -> tuple[type[NoSpaceError], tuple[Path, int | None, int | None]]:
+        return NoSpaceError, (self.path, self.needed, self.free)  # crosses process pools intact
+
+    def __str__(self) -> str:
+        free = "" if self.free is None else f" ({_human(self.free)} free)"
+        needed = ("some space" if not self.needed else f"at least {_human(self.needed)}")
+        return (f"no space left on the device holding {self.path.parent}{free} while writing "
+                f"{self.path.name}. Fix: free {needed} there (or choose another folder), then "
+                "run the same command again: what was finished is kept, the rest resumes from "
+                "its last checkpoint.")
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def free_bytes(directory: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged writer may still use on `directory`'s filesystem (None: unknown)."""
+    try:
+        info = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def no_space_error(error: BaseException, target: Path, tmp: Path | None = None
+                   ) -> NoSpaceError | None:
+    """`error` as a `NoSpaceError` for writing `target` (via `tmp`) if a full disk caused it."""
+    if isinstance(error, NoSpaceError):
+        return error
+    chain: BaseException | None = error
+    full = False
+    while chain is not None and not full:
+        full = isinstance(chain, OSError) and chain.errno in _NO_SPACE_ERRNOS
+        chain = chain.__cause__ or chain.__context__
+    free = free_bytes(target.parent)
+    if not full and isinstance(error, RuntimeError):  # torch's writer: no errno to go by
+        full = free is not None and free < LOW_SPACE_BYTES
+    if not full:
+        return None
+    # what the write needed: at least what it had written, or the size of the file it replaces
+    needed = max(_size(tmp) if tmp is not None else 0, _size(target)) or None
+    return NoSpaceError(target, needed, free)
 
 
 def _temporary_pattern(target_name: str = "*") -> str:
@@ -37,9 +115,16 @@ def _temporary_pattern(target_name: str = "*") -> str:
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it over `target`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f"{_TEMPORARY_PREFIX}{target.name}.",
-                                    suffix=_TEMPORARY_SUFFIX)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent,
+                                        prefix=f"{_TEMPORARY_PREFIX}{target.name}.",
+                                        suffix=_TEMPORARY_SUFFIX)
+    except OSError as error:
+        full = no_space_error(error, target)
+        if full is None:
+            raise
+        raise full from error
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -48,6 +133,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
+    except Exception as error:  # measured before the temporary goes (it holds the used space)
+        full = no_space_error(error, target, tmp)
+        if full is None or full is error:
+            raise
+        raise full from error
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from gradprobe.errors import InputError
+from gradprobe.util.atomic import no_space_error
 
 # Letters, digits and a few separators that mean nothing to a shell or a filesystem; `=` and `,`
 # appear in generated run names such as `vgg_deep-norm=batch,seed=1`.
@@ -59,6 +60,12 @@ def prepare_output_dir(path: Path, what: str = "--out") -> Path:
     otherwise surface as a traceback from deep inside the first write.
     """
     path = Path(path)
+    try:
+        os.fspath(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:  # pyarrow, JSON records and reports all need text paths
+        raise InputError(f"{what} {display_path(path.absolute())} is not valid UTF-8 (bytes "
+                         "shown as \\xNN); gradprobe's records name their paths in UTF-8. "
+                         "Fix: choose a folder whose name is UTF-8 text.") from None
     if path.exists() and not path.is_dir():
         raise InputError(f"{what} {path} is a file, not a directory. Fix: choose a directory "
                          "path (a new one is created).")
@@ -68,6 +75,9 @@ def prepare_output_dir(path: Path, what: str = "--out") -> Path:
         probe.touch()
         probe.unlink()
     except OSError as error:
+        full = no_space_error(error, path / ".gradprobe-write-test")
+        if full is not None:  # a full disk is not bad input: exit 1, with the space free
+            raise full from None
         reason = error.strerror or type(error).__name__
         raise InputError(f"{what} {path} cannot be written ({reason}). Fix: choose a directory "
                          "on a writable filesystem (not under /proc, /sys or a file).") from None
@@ -84,3 +94,10 @@ def first_missing_ancestor(path: Path) -> Path | None:
             break
         missing = candidate
     return missing
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """`path` as printable text: bytes that are not UTF-8 (surrogate-escaped by the OS layer)
+    shown as `\\xff` instead of raising UnicodeEncodeError in a message, a record or a key."""
+    text = os.fspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -1,0 +1,293 @@
+"""Event detection and diagnosis: each detector on constructed frames (numbers and verdicts),
+then its wording, then real tiny training runs with a known cause of failure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradprobe.analysis import events as ev
+from gradprobe.analysis.events import Event, detect_events, diagnose
+from gradprobe.record import GRADIENT_COLUMNS, METRIC_COLUMNS, STEP_COLUMNS
+
+C = 10  # classes
+B = 32  # batch size
+UNIFORM = math.sqrt((C - 1) / (C * B))  # the logits' gradient norm at a uniform softmax
+PER_EPOCH = 20
+
+
+def steps_frame(norms: list[float], losses: list[float] | None = None) -> pd.DataFrame:
+    count = len(norms)
+    losses = losses if losses is not None else [1.0] * count
+    frame = pd.DataFrame({"step": range(count), "epoch": [1 + s // PER_EPOCH for s in range(count)],
+                          "train_loss": losses, "lr": [0.01] * count,
+                          "global_grad_norm": norms})
+    return frame[list(STEP_COLUMNS)]
+
+
+def epochs_frame(train_loss: list[float], val_acc: list[float] | None = None,
+                 train_acc: list[float] | None = None) -> pd.DataFrame:
+    count = len(train_loss)
+    return pd.DataFrame({
+        "epoch": range(1, count + 1), "train_loss": train_loss,
+        "train_acc": train_acc if train_acc is not None else [0.5] * count,
+        "val_loss": train_loss, "val_acc": val_acc if val_acc is not None else [0.5] * count,
+        "lr": [0.01] * count, "seconds": [1.0] * count,
+    })[list(METRIC_COLUMNS)]
+
+
+def gradients_frame(values: dict[tuple[str, str, int, str], list[float]]) -> pd.DataFrame:
+    """{(layer, kind, depth, metric): one value per step} -> the tidy frame."""
+    rows = [(step, 1 + step // PER_EPOCH, layer, depth, kind, metric, value)
+            for (layer, kind, depth, metric), series in values.items()
+            for step, value in enumerate(series)]
+    return pd.DataFrame(rows, columns=list(GRADIENT_COLUMNS))
+
+
+def dead_gradients(shares: list[list[float]]) -> pd.DataFrame:
+    """dead_fraction of len(shares) conv layers, shares[layer][step]."""
+    return gradients_frame({(f"features.{i}", "conv", i, "dead_fraction"): series
+                            for i, series in enumerate(shares)})
+
+
+NO_STEPS = steps_frame([])
+NO_GRADIENTS = gradients_frame({})
+
+
+# ---------------------------------------------------------------------------- instability
+def test_a_spike_above_ten_running_medians_is_instability() -> None:
+    rng = np.random.default_rng(0)
+    norms = list(0.3 * np.exp(rng.normal(0, 0.2, 60)))
+    norms[41] = 14.5
+    found = ev.detect_instability(steps_frame(norms), num_classes=C, run="r", warmup_end=41)
+    assert [(e.kind, e.step, e.epoch) for e in found] == [("instability", 41, 3)]
+    assert found[0].value == 14.5
+    assert found[0].threshold == pytest.approx(10 * np.median(norms[16:41]))
+
+
+def test_noise_below_the_factor_and_too_short_a_history_are_not_instability() -> None:
+    norms = [0.3, 0.3, 3.0] + [0.3 * (1 + 0.5 * (s % 3)) for s in range(50)]
+    norms[30] = 0.3 * 9.5  # 9.5x: below the factor
+    assert ev.detect_instability(steps_frame(norms), num_classes=C) == []  # step 2: no history
+
+
+def test_a_loss_spike_above_chance_is_instability_a_noisy_small_loss_is_not() -> None:
+    losses = [0.05 * (1 + (s % 4)) for s in range(40)]  # 4x swings of a small loss: noise
+    losses[30] = 9.0  # 3x the median and above ln(10)
+    found = ev.detect_instability(steps_frame([1.0] * 40, losses), num_classes=C)
+    assert [(e.step, e.value) for e in found] == [(30, 9.0)]
+
+
+def test_a_zero_median_is_never_exceeded_tenfold() -> None:
+    norms = [0.0] * 30 + [1e-9]
+    assert ev.detect_instability(steps_frame(norms), num_classes=C) == []
+
+
+# ---------------------------------------------------------------------------- dead units
+def test_dead_units_start_where_most_layers_stay_dead() -> None:
+    steps = 60
+    dying = [[0.5] * 45 + [0.95] * 15 for _ in range(7)]  # 7 of 10 layers dead from step 45
+    alive = [[0.5] * steps for _ in range(3)]
+    blip = [[0.5] * 10 + [0.99] * 2 + [0.5] * 33 + [0.95] * 15 for _ in range(1)]
+    found = ev.detect_dead_units(dead_gradients(dying[:6] + blip + alive), run="r")
+    assert [(e.kind, e.step, e.epoch, e.value) for e in found] == [("dead_units", 45, 3, 7.0)]
+
+
+def test_dead_units_from_the_first_step() -> None:
+    found = ev.detect_dead_units(dead_gradients([[1.0] * 30] * 4))
+    assert [(e.step, e.value) for e in found] == [(0, 4.0)]
+
+
+@pytest.mark.parametrize("shares", [
+    [[0.95] * 30] * 5 + [[0.5] * 30] * 5,  # exactly half the layers: not most
+    [[0.95] * 20 + [0.5] * 10] * 10,  # dead, then recovered by the end
+    [[0.89] * 30] * 10,  # just below the share
+])
+def test_half_the_layers_recovery_or_a_lower_share_is_not_dead_units(
+        shares: list[list[float]]) -> None:
+    assert ev.detect_dead_units(dead_gradients(shares)) == []
+
+
+# ---------------------------------------------------------------------------- collapse
+def logits(values: list[float]) -> dict[tuple[str, str, int, str], list[float]]:
+    return {("classifier", "linear", 5, "output_grad_norm"): values}
+
+
+def test_collapse_needs_the_loss_at_chance_and_the_uniform_logits_gradient() -> None:
+    chance = math.log(C)
+    epochs = epochs_frame([2.0, chance * 1.01, chance * 0.995, chance])
+    gradients = gradients_frame(logits([0.3] * 20 + [UNIFORM * 1.02] * 60))
+    found = ev.detect_collapse(epochs, gradients, NO_STEPS, num_classes=C, batch_size=B)
+    assert [(e.kind, e.epoch, e.step) for e in found] == [("collapse", 2, 20)]
+    assert found[0].threshold == pytest.approx(chance)
+    moving = gradients_frame(logits([0.3] * 80))  # loss at chance, output still moves
+    assert ev.detect_collapse(epochs, moving, NO_STEPS, num_classes=C, batch_size=B) == []
+    learning = epochs_frame([2.0, 2.3, 2.3, 2.1])
+    assert ev.detect_collapse(learning, gradients, NO_STEPS, num_classes=C, batch_size=B) == []
+
+
+def test_collapse_from_the_loss_alone_when_no_logits_gradient_is_recorded() -> None:
+    epochs = epochs_frame([math.log(3)] * 3)
+    found = ev.detect_collapse(epochs, NO_GRADIENTS, NO_STEPS, num_classes=3)
+    assert [(e.epoch, e.step) for e in found] == [(1, None)]
+
+
+# ---------------------------------------------------------------------------- divergence
+def test_divergence_at_the_first_non_finite_loss() -> None:
+    losses = [1.0] * 10 + [math.inf, math.nan]
+    found = ev.detect_divergence(steps_frame([1.0] * 12, losses), epochs_frame([1.0]),
+                                 num_classes=C)
+    assert [(e.kind, e.step, e.epoch) for e in found] == [("divergence", 10, 1)]
+
+
+def test_divergence_from_the_epochs_without_steps() -> None:
+    found = ev.detect_divergence(NO_STEPS, epochs_frame([1.0, math.nan]), num_classes=C)
+    assert [(e.step, e.epoch) for e in found] == [(None, 2)]
+    huge = epochs_frame([1.0, 10.1 * math.log(C)])
+    assert [e.epoch for e in ev.detect_divergence(NO_STEPS, huge, num_classes=C)] == [2]
+    assert ev.detect_divergence(NO_STEPS, epochs_frame([1.0, 9.9 * math.log(C)]),
+                                num_classes=C) == []
+
+
+# ---------------------------------------------------------------------------- plateau, improving
+def test_plateau_is_a_stalled_loss_before_the_data_is_fit() -> None:
+    stalled = epochs_frame([1.5, 1.2, 1.2, 1.195, 1.199], train_acc=[0.4] * 5)
+    assert [(e.kind, e.epoch) for e in ev.detect_plateau(stalled, NO_STEPS, NO_GRADIENTS)] == [
+        ("plateau", 2)]
+    converged = epochs_frame([1.5, 0.01, 0.01, 0.01, 0.01], train_acc=[0.4] + [1.0] * 4)
+    assert ev.detect_plateau(converged, NO_STEPS, NO_GRADIENTS) == []
+    too_short = epochs_frame([1.2, 1.2, 1.2], train_acc=[0.4] * 3)
+    assert ev.detect_plateau(too_short, NO_STEPS, NO_GRADIENTS) == []
+    falling = epochs_frame([1.5, 1.2, 1.1, 1.0, 0.9], train_acc=[0.4] * 5)
+    assert ev.detect_plateau(falling, NO_STEPS, NO_GRADIENTS) == []
+
+
+def test_still_improving_needs_a_new_best_by_a_margin_and_a_falling_loss() -> None:
+    rising = epochs_frame([1.0, 0.8, 0.6], val_acc=[0.5, 0.6, 0.62])
+    assert [(e.kind, e.epoch, e.value) for e in ev.detect_still_improving(rising)] == [
+        ("still_improving", 3, 0.62)]
+    assert ev.detect_still_improving(epochs_frame([1.0, 0.8, 0.6],
+                                                  val_acc=[0.5, 0.6, 0.605])) == []
+    assert ev.detect_still_improving(epochs_frame([1.0, 0.6, 0.6],
+                                                  val_acc=[0.5, 0.6, 0.7])) == []
+
+
+# ---------------------------------------------------------------------------- vanishing at init
+def first_last(first: float, last: float, later: float = 1.0) -> pd.DataFrame:
+    return gradients_frame({("features.0", "conv", 0, "weight_grad_norm"): [first, later],
+                            ("features.3", "conv", 1, "weight_grad_norm"): [1.0, 1.0],
+                            ("features.6", "conv", 2, "weight_grad_norm"): [last, 1.0],
+                            ("fc", "linear", 3, "weight_grad_norm"): [1e-20, 1.0]})
+
+
+def test_vanishing_at_init_uses_the_reports_threshold_on_the_conv_layers() -> None:
+    assert ev.VANISHING_BELOW == 0.1  # analysis.summary's vanishing verdict
+    found = ev.detect_vanishing_at_init(first_last(0.05, 1.0))
+    assert [(e.kind, e.step, e.value, e.threshold) for e in found] == [
+        ("vanishing_at_init", 0, 0.05, 0.1)]
+    assert ev.detect_vanishing_at_init(first_last(0.1, 1.0)) == []  # at the threshold: no
+    assert ev.detect_vanishing_at_init(first_last(1.0, 1.0, later=1e-6)) == []  # later only
+
+
+# ---------------------------------------------------------------------------- all together
+def failing_run() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The issue's vgg_deep: a spike right after warm-up, then dead layers, then collapse."""
+    count = 7 * PER_EPOCH
+    norms = [0.3] * 41 + [14.5] + [1e-4] * (count - 42)
+    losses = [2.2] * 41 + [2.9] + [math.log(C)] * (count - 42)
+    steps = steps_frame(norms, losses)
+    dead = {(f"features.{i}", "conv", i, "dead_fraction"):
+            [0.5] * 50 + [0.97] * (count - 50) if i < 26 else [0.5] * count for i in range(29)}
+    dead.update(logits([UNIFORM] * count))
+    epochs = epochs_frame([2.25, 2.2] + [math.log(C)] * 5, val_acc=[0.1] * 7, train_acc=[0.1] * 7)
+    return steps, gradients_frame(dead), epochs
+
+
+def test_the_issues_failure_is_diagnosed_as_instability_then_dead_units_then_collapse() -> None:
+    steps, gradients, epochs = failing_run()
+    found = detect_events(steps, gradients, epochs, num_classes=C, run="vgg_deep",
+                          batch_size=B, warmup_end=40)
+    # in step order; the collapse is known by its epoch (3), so at that epoch's first step
+    assert [(e.kind, e.step) for e in found] == [
+        ("collapse", 40), ("instability", 41), ("dead_units", 50)]
+    diagnosis = diagnose(found)
+    assert diagnosis.cause == "instability"
+    assert diagnosis.cause_event is not None and diagnosis.cause_event.step == 41
+    assert {e.kind for e in diagnosis.consequences} == {"dead_units", "collapse"}
+
+
+def test_no_events_is_healthy() -> None:
+    steps = steps_frame([1.0] * 60, [1.0 - s / 100 for s in range(60)])
+    epochs = epochs_frame([1.0, 0.6, 0.3, 0.2], val_acc=[0.9, 0.95, 0.97, 0.97],
+                          train_acc=[0.7, 0.9, 0.97, 0.99])
+    assert detect_events(steps, NO_GRADIENTS, epochs, num_classes=C) == []
+    assert diagnose([], run="r").cause == "healthy"
+
+
+def test_the_cause_is_the_earliest_root_event_whatever_the_order_given() -> None:
+    dead = Event("r", "dead_units", 0, 1, 4.0, 0.9, "dead")
+    spike = Event("r", "instability", 30, 2, 9.0, 3.0, "spike")
+    collapse = Event("r", "collapse", 0, 1, 2.3, 2.3, "collapse")
+    assert diagnose([spike, collapse, dead]).cause == "dead_units"
+    # a collapse in an earlier epoch than the first root event is the cause itself
+    assert diagnose([spike, collapse]).cause == "collapse"
+    assert diagnose([spike, Event("r", "collapse", 20, 2, 2.3, 2.3, "c")]).cause == \
+        "instability"
+    assert diagnose([collapse]).cause == "collapse"
+    assert diagnose([Event("r", "plateau", 5, 2, 1.0, 1.0, "p"), collapse]).cause == "collapse"
+
+
+def test_detect_events_refuses_fewer_than_two_classes() -> None:
+    with pytest.raises(ValueError, match="num_classes must be at least 2"):
+        detect_events(NO_STEPS, NO_GRADIENTS, epochs_frame([1.0]), num_classes=1)
+
+
+# ---------------------------------------------------------------------------- wording
+def test_the_diagnosis_says_what_happened_and_when() -> None:
+    steps, gradients, epochs = failing_run()
+    found = detect_events(steps, gradients, epochs, num_classes=C, run="vgg_deep",
+                          batch_size=B, warmup_end=41)
+    text = diagnose(found).text
+    assert text.startswith("at step 41, the first step after warm-up ended, the global "
+                           "gradient norm reached 14.5 (running median 0.3)")
+    assert "by epoch 3 (step 50), 90% or more of the units after the ReLU were dead in 26 of " \
+           "29 conv layers" in text
+    assert text.endswith("; from epoch 3 on the output did not depend on the input: the "
+                         "training loss stayed at ln(10) = 2.303 and the logits' gradient at "
+                         "0.168, the uniform-softmax value 0.168")
+
+
+def test_the_method_text_states_every_threshold() -> None:
+    text = ev.method_text()
+    for stated in ("10x the median of the 25 steps", "3x its running median", "90%",
+                   "more than 50% of the layers", "within 2% of ln(classes)", "within 5%",
+                   "sqrt((C - 1) / (C B))", "less than 1% over the last 3 epochs", "below 95%",
+                   "by at least 1 point(s)", "below 0.1"):
+        assert stated in text, stated
+
+
+def test_events_are_json_friendly() -> None:
+    event = Event("r", "divergence", 3, 1, math.nan, math.inf, "at step 3 ...")
+    assert event.as_dict() == {"run": "r", "kind": "divergence", "step": 3, "epoch": 1,
+                               "value": None, "threshold": None, "detail": "at step 3 ..."}
+
+
+def test_the_timeline_draws_four_panels_on_one_step_axis(tmp_path: Path) -> None:
+    from gradprobe.analysis.figures.timeline import plot_timeline
+
+    steps, gradients, epochs = failing_run()
+    found = detect_events(steps, gradients, epochs, num_classes=C, batch_size=B, warmup_end=41)
+    figure = plot_timeline(steps, gradients, name="vgg_deep", events=found, num_classes=C,
+                           warmup_end=41)
+    axes = figure.get_axes()
+    assert len([ax for ax in axes if ax.get_ylabel()]) == 4
+    assert {ax.get_xlim() for ax in axes if ax.get_ylabel()} == {axes[0].get_xlim()}
+    written = plot_timeline(steps, gradients, tmp_path / "timeline.png", events=found)
+    assert written == tmp_path / "timeline.png" and written.stat().st_size > 0
+    empty = plot_timeline(NO_STEPS, NO_GRADIENTS)
+    assert "no per-step records" in " ".join(t.get_text() for ax in empty.get_axes()
+                                             for t in ax.texts)
