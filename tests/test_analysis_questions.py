@@ -82,7 +82,8 @@ def test_wording_says_both_epochs_and_chance(truths: Path) -> None:
 
 def test_analysis_json_holds_the_verdicts(truths: Path) -> None:
     data = json.loads((truths / record.ANALYSIS_FILE).read_text(encoding="utf-8"))
-    assert data["schema"] == 1 and data["events"] == []
+    assert data["schema"] == 1
+    assert {e["kind"] for e in data["events"]} == {"still_improving"}  # late, flat: rising
     by_name = {c["name"]: c for c in data["configurations"]}
     assert by_name["late"]["verdicts"] == {"step0": "healthy", "first": "healthy",
                                            "last": "vanishing"}
@@ -175,7 +176,16 @@ def test_the_default_like_study_is_answered(default_like: Path) -> None:
     bn = next(c for c in analysis.configurations if c.name == "norm=batch")
     assert bn.verdicts["step0"] == "exploding"  # 2 ** 7 at step 0
     assert len(analysis.twins) == 3  # plain/resnet at depths 8, 20 and 32, from the registry
+    # the event detector dates the cause: vanishing at step 0 in the default-init variants
+    default = next(c for c in analysis.configurations if c.name == "init=default,activation=relu")
+    assert analysis.diagnoses[default.runs[0]].cause == "vanishing_at_init"
+    data = json.loads((default_like / record.ANALYSIS_FILE).read_text(encoding="utf-8"))
+    entry = next(c for c in data["configurations"] if c["name"] == default.name)
+    assert entry["diagnoses"][0]["cause"] == "vanishing_at_init"
+    assert {e["kind"] for e in entry["events"]} >= {"vanishing_at_init"}
+    assert entry["events"][0]["step"] == 0
     markdown = (default_like / "report.md").read_text(encoding="utf-8")
+    assert "In init=default,activation=relu vanishing is the cause" in markdown
     assert "**It makes the gradient explode at initialisation, not vanish" in markdown
     assert "| vgg\\_deep | 10.0%, at chance | 3 |" in markdown
 

@@ -32,7 +32,9 @@ def _configuration(analysis: StudyAnalysis, config: Configuration) -> dict[str, 
         "ratios": {metric: {point: _estimate(value) for point, value in points.items()}
                    for metric, points in config.ratios.items()},
         "verdicts": config.verdicts, "verdict": config.verdict_text(),
-        "events": [asdict(event) for event in analysis.events_of(config)],
+        "events": [event.as_dict() for event in analysis.events_of(config)],
+        "diagnoses": [analysis.diagnoses[run].as_dict() for run in config.runs
+                      if run in analysis.diagnoses],
     }
 
 
@@ -46,7 +48,7 @@ def analysis_data(analysis: StudyAnalysis) -> dict[str, Any]:
             "loss": chance.loss},
         "verdict_thresholds": asdict(VERDICT_THRESHOLDS),
         "configurations": [_configuration(analysis, c) for c in analysis.configurations],
-        "events": [asdict(event) for event in analysis.events],
+        "events": [event.as_dict() for event in analysis.events],
     }
 
 

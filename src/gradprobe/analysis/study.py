@@ -23,6 +23,7 @@ from gradprobe.analysis.configurations import (
     strip_seed,
     summarize,
 )
+from gradprobe.analysis.events import Diagnosis, Event, diagnose, events_for_run
 from gradprobe.analysis.load import RunData, StudyData
 from gradprobe.analysis.summary import (
     DEFAULT_TARGET_ACC,
@@ -52,19 +53,6 @@ class Experiment:
         return {key: value for key, sep, value in pairs if sep}
 
 
-@dataclass(frozen=True)
-class Event:
-    """Something the event detector found in a run (see `gradprobe.analysis.events`)."""
-
-    run: str
-    kind: str
-    step: int | None
-    epoch: int | None
-    value: float | None
-    threshold: float | None
-    detail: str
-
-
 @dataclass
 class StudyAnalysis:
     study: StudyData
@@ -79,7 +67,8 @@ class StudyAnalysis:
     experiments: list[Experiment]
     twins: list[tuple[Configuration, Configuration]]  # (plain, residual), same but the skips
     theory: list[TheoryCheck]
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)  # every run's, in run and step order
+    diagnoses: dict[str, Diagnosis] = field(default_factory=dict)  # run -> its diagnosis
 
     def run(self, name: str) -> RunData:
         return self.study.runs[name]
@@ -187,18 +176,21 @@ def _twins(study: StudyData, configurations: list[Configuration]
     return pairs
 
 
-def _events(study: StudyData) -> list[Event]:
-    """The event detector's findings, when this version of gradprobe has one."""
-    try:
-        from gradprobe.analysis import events as detector  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    found = []
-    for run in study.runs.values():
-        for event in detector.detect_events(run):
-            found.append(Event(run.name, str(event.kind), event.step, event.epoch,
-                               event.value, event.threshold, str(event.detail)))
-    return found
+def _events(study: StudyData) -> tuple[list[Event], dict[str, Diagnosis]]:
+    """Every run's events (`gradprobe.analysis.events`) and what they add up to. A run whose
+    records cannot be read for events (none recorded yet) has none."""
+    found: list[Event] = []
+    diagnoses: dict[str, Diagnosis] = {}
+    for name, run in study.runs.items():
+        if run.metrics.empty and run.gradients.empty:
+            continue
+        try:
+            events = events_for_run(run)
+        except ValueError:  # fewer than two classes recorded: nothing to compare with chance
+            continue
+        found += events
+        diagnoses[name] = diagnose(events, run=name)
+    return found, diagnoses
 
 
 def build(study: StudyData, metric: str = "weight_grad_norm",
@@ -222,9 +214,11 @@ def build(study: StudyData, metric: str = "weight_grad_norm",
                       for name, runs in group_runs(study)]
     by_run = {run: c for c in configurations for run in c.runs}
     title, compared, missing = _comparison(study)
+    events, diagnoses = _events(study)
     comparison = list(dict.fromkeys(by_run[name] for name in compared))
     return StudyAnalysis(
         study=study, metric=metric, target_acc=target_acc, summaries=summaries, chance=chance,
         configurations=configurations, comparison_title=title, comparison=comparison,
         comparison_missing=missing, experiments=_experiments(study, by_run),
-        twins=_twins(study, configurations), theory=check_study(study), events=_events(study))
+        twins=_twins(study, configurations), theory=check_study(study), events=events,
+        diagnoses=diagnoses)

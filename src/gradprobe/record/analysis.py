@@ -18,8 +18,9 @@ A notebook or another tool reads the study's conclusions from here without parsi
                                           "last": ESTIMATE},
                     "output_grad_norm": {...}},
          "verdicts": {"step0": "vanishing", "first": "healthy", "last": "vanishing"},
-         "verdict": "healthy at epoch 1, vanishing by epoch 7",
-         "events": [EVENT, ...]}
+         "verdict": "healthy at step 0 and epoch 1, vanishing by epoch 7",
+         "events": [EVENT, ...],             # its runs' events, step order per run
+         "diagnoses": [{"run", "cause", "text", "events": [EVENT, ...]}, ...]}
       ],
       "events": [EVENT, ...]                 # every detected event, [] when none was detected
     }
@@ -28,7 +29,9 @@ ESTIMATE is {"centre", "low", "high", "n", "values", "geometric"}: the mean over
 for ratios) and its 95% t-interval (null with one seed), as `gradprobe.analysis.replicates`
 defines them. A ratio is the epoch-mean norm of the fitted layer nearest the input over that of
 the one nearest the output; "step0" is the first recorded step (the initialisation). EVENT is
-{"run", "kind", "step", "epoch", "value", "threshold", "detail"}. Non-finite numbers are null.
+{"run", "kind", "step", "epoch", "value", "threshold", "detail"}, as
+`gradprobe.analysis.events` detects them (kinds and thresholds in its docstring); a diagnosis's
+"cause" is one of those kinds or "healthy". Non-finite numbers are null.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import math
 from importlib import metadata
 
 from gradprobe.analysis.document import Block, Context, Section, bullets, h3, p, table
+from gradprobe.analysis.events import method_text as events_method_text
 from gradprobe.analysis.figures import plot_heatmap
 from gradprobe.analysis.format import fmt_count, fmt_db, fmt_pct, fmt_ratio
 from gradprobe.analysis.questions.common import comparison_or_all
@@ -41,6 +42,7 @@ def method_items(analysis: StudyAnalysis) -> list[str]:
         "means with the interval computed on log10. A difference is called when Welch's t-test "
         f"gives p < {SIGNIFICANCE:g} with at least {MIN_SEEDS_TO_COMPARE} seeds a side.",
         "Weight distance: ‖W_t − W_0‖/‖W_0‖ of each layer after each epoch.",
+        events_method_text(),
     ]
 
 

@@ -96,9 +96,10 @@ def study_sentences(analysis: StudyAnalysis) -> list[str]:
             sentences.append(f"{words}, elsewhere in the study: {names(rest)}.")
     stuck = [c for c in analysis.configurations if c.at_chance]
     if stuck:
-        sentences.append(f"At chance in every seed: {names(stuck)}. Their gradients are those of "
-                         "networks that never learned, so their vanishing may be a symptom of "
-                         "the failure rather than its cause.")
+        sentences.append(f"At chance in every seed: {names(stuck)}."
+                         + ("" if analysis.diagnoses else
+                            " Their gradients are those of networks that never learned, so their"
+                            " vanishing may be a symptom of the failure rather than its cause."))
     return sentences
 
 
