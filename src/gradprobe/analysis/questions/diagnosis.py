@@ -91,15 +91,21 @@ def section(context: Context) -> Section | None:
             "Without events, these records cannot tell whether vanishing caused a failure or "
             "followed it."]
         return Section("diagnosis", "What happened and when", (answer(text),))
-    told = [(c, telling_run(analysis, c)) for c in configs]
-    told = [(c, run) for c, run in told if run is not None]
-    blocks: list[Block] = [answer(
-        f"The events explain {len(told)} of the {len(configs)} configurations that fail or "
-        "surprise; each paragraph names the cause first, then what followed.")]
-    for config, run in told:
-        diagnosis = analysis.diagnoses[run]
-        blocks += [h3(config.name), p(_paragraph(config, diagnosis))]
+    told = [c for c in configs if telling_run(analysis, c) is not None]
+    lead = (f"The events explain {len(told)} of the {len(configs)} configurations that fail or "
+            "surprise; each paragraph names the cause first, then what followed." if told else
+            f"No detected event explains {names(configs)}: their records show no instability, "
+            "dead units, collapse, divergence or plateau.")
+    blocks: list[Block] = [answer(lead)]
+    for config in configs:
+        run = telling_run(analysis, config) or config.runs[0]
+        diagnosis = analysis.diagnoses.get(run)
         record = analysis.run(run)
+        if diagnosis is None or (diagnosis.cause == HEALTHY and record.steps.empty):
+            continue
+        blocks.append(h3(config.name))
+        if diagnosis.cause != HEALTHY:
+            blocks.append(p(_paragraph(config, diagnosis)))
         if record.steps.empty:
             continue
         train = record.section("train")
