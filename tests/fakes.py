@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from gradprobe import record
-from gradprobe.record import EpochRow, RunState, RunSummary
+from gradprobe.record import EpochRow, RunState, RunSummary, StepRow
 
 Layer = tuple[str, str, int]  # (name, kind, depth)
 NormOf = Callable[[int, str, int, int, str], float]  # (depth, kind, epoch, step, metric) -> value
@@ -70,6 +70,7 @@ def write_run(
     metrics: Sequence[str] = ("weight_grad_norm", "output_grad_norm"),
     files: Sequence[str] = ("config", "status", "metrics", "gradients", "summary"),
     seed: int = 0, train_loss: Sequence[float] | None = None,
+    step_norm: Callable[[int], float] | None = None,
 ) -> Path:
     """Write one run directory. A diverged run's gradients stop at `diverged_step` (NaN there)
     and its last metrics row holds NaN losses, as the trainer writes them."""
@@ -139,6 +140,12 @@ def write_run(
                                                        metrics, diverged_step))
     if "summary" in files:
         record.write_summary(run_dir, summary)
+    if step_norm is not None:  # steps.csv: each step's loss (its epoch's), lr and global norm
+        record.write_steps(run_dir, [
+            StepRow(step=step, epoch=step // steps_per_epoch + 1,
+                    train_loss=metric_rows[step // steps_per_epoch].train_loss, lr=0.01,
+                    global_grad_norm=step_norm(step))
+            for step in range(epochs_done * steps_per_epoch)])
     return run_dir
 
 

@@ -201,3 +201,20 @@ def test_every_cited_work_is_in_the_references(default_like: Path) -> None:
         key.startswith(f"{author} {year}") for key in references.WORKS)
         for author, year in cited), cited
     assert "Alpaydin" not in listed and "PyTorch" in listed  # synthetic data: no digits source
+
+
+def test_an_unstable_step_is_dated_and_drawn(tmp_path: Path) -> None:
+    """A run at chance whose global gradient norm jumps 100x at step 30: the diagnosis names
+    the instability at that step, and the report draws its timeline."""
+    write_run(tmp_path / "runs", "spiky", epochs=4, steps_per_epoch=12,
+              val_acc=[0.33, 0.3, 0.35, 0.33], norm_of=healthy_then_vanishing(4, 4),
+              step_norm=lambda step: 100.0 if step == 30 else 1.0 + 0.01 * (step % 3))
+    write_study(tmp_path, ["spiky"])
+    written = write_report(tmp_path)
+    analysis = build(load_study(tmp_path))
+    diagnosis = analysis.diagnoses["spiky"]
+    assert diagnosis.cause == "instability" and diagnosis.cause_event.step == 30
+    assert "figures/spiky-timeline.png" in written
+    text = written["md"].read_text(encoding="utf-8")
+    assert "spiky: an unstable step;" in text
+    assert "In spiky vanishing is a symptom: an unstable step came first, at step 30." in text
