@@ -200,8 +200,9 @@ def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
     assert summary.first.ratio is not None and summary.first.layers == 3
     written = write_report(run_dir)
     figures = [key for key in written if key.startswith(f"{record.FIGURES_DIR}/")]
-    # headline and output overview, all-layers, depth profile and curves, heat map
-    assert len(figures) == 2 + 1 + 2 + 1
+    # headline and output overview, all-layers, depth profile and curves, heat map, and a
+    # timeline only if the tiny run failed or surprised (it may sit at chance after 2 epochs)
+    assert len([key for key in figures if not key.endswith("-timeline.png")]) == 2 + 1 + 2 + 1
     assert all(written[key].read_bytes()[:8] == PNG_SIGNATURE for key in figures)
     text = written["md"].read_text(encoding="utf-8")
     assert f"| {fmt_ratio(summary.ratio_first_step)} | {fmt_ratio(summary.first.ratio)} |" in text
