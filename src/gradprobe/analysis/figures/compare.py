@@ -7,6 +7,7 @@ minimum to maximum.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -286,3 +287,70 @@ def plot_experiment(runs: Mapping[str, RunData | Sequence[RunData]], metric: str
     _curve_legend(ax_acc, list(groups), colours, groups, with_runs=not profile_drawn,
                   chance=chance is not None)
     return save_figure(fig, path)
+
+
+SMALL_MULTIPLES_ABOVE = 2  # more variants than this: one small panel each (<= 4 lines a panel)
+
+
+def plot_experiment_grid(runs: Mapping[str, RunData | Sequence[RunData]], metric: str,
+                         path: Path, title: str, chance: Chance | None = None) -> Path:
+    """An experiment with many variants as small multiples: per variant, its depth profile at
+    the first (dashed) and last (solid) epoch above its train (solid) and validation (dashed)
+    accuracy, chance shaded; axes shared along each row, so panels compare at a glance."""
+    groups = as_groups(runs)
+    columns = min(3, len(groups))
+    blocks = math.ceil(len(groups) / columns)
+    fig = new_figure(plain(title), 3.9 * columns + 0.5, 5.0 * blocks + 0.6, left=0.8,
+                     right=0.2, top=0.7, bottom=0.9, wspace=0.25)
+    fig.subplots_adjust(hspace=0.55)
+    grid = fig.add_gridspec(2 * blocks, columns)
+    colour = run_colours(1)[0]
+    profiles: list[Axes] = []
+    for index, (label, group) in enumerate(groups.items()):
+        block, column = divmod(index, columns)
+        ax_profile = fig.add_subplot(grid[2 * block, column])
+        ax_acc = fig.add_subplot(grid[2 * block + 1, column])
+        if _draw_depth_profile(ax_profile, {label: group}, metric, [colour]):
+            profiles.append(ax_profile)
+        else:
+            no_data(ax_profile, f"no {metric} records")
+        ax_profile.set_title(plain(label), fontsize=9.5)
+        ax_profile.set_xlabel("layer depth" if block == blocks - 1 else "", fontsize=8.5)
+        ax_profile.set_ylabel(f"{metric_info(metric).label}" if column == 0 else "", fontsize=8)
+        _draw_accuracy(ax_acc, group, colour, chance)
+        ax_acc.set_ylabel("accuracy (%)" if column == 0 else "", fontsize=8.5)
+    if profiles:
+        low = min(ax.get_ylim()[0] for ax in profiles)
+        high = max(ax.get_ylim()[1] for ax in profiles)
+        for ax in profiles:
+            ax.set_ylim(low, high)
+    handles = [Line2D([], [], color="0.3", linestyle="--", marker="o", markerfacecolor="white",
+                      label="first epoch / validation"),
+               Line2D([], [], color="0.3", linestyle="-", marker="o",
+                      label="last epoch / train")]
+    if chance is not None:
+        handles.append(Patch(color=CHANCE_COLOUR, alpha=0.2, label="chance"))
+    fig.legend(handles=handles, fontsize=8.5, loc="lower center", ncol=len(handles),
+               frameon=False)
+    return save_figure(fig, path)
+
+
+def _draw_accuracy(ax: Axes, runs: Group, colour: Colour, chance: Chance | None) -> None:
+    if chance is not None:
+        ax.axhspan(100 * chance.low, 100 * chance.high, color=CHANCE_COLOUR, alpha=0.2,
+                   linewidth=0)
+    for column, style in ((Col.train_acc, "-"), (Col.val_acc, "--")):
+        band = curve_band(runs, column)
+        if band.empty:
+            continue
+        epochs = band["epoch"].to_numpy(dtype="float64")
+        ax.plot(epochs, 100 * band["centre"], linestyle=style, color=colour, linewidth=1.4,
+                marker="o", markersize=2.5)
+        if _has_band(band["n"].tolist()):
+            ax.fill_between(epochs, 100 * band["low"].to_numpy(dtype="float64"),
+                            100 * band["high"].to_numpy(dtype="float64"), color=colour,
+                            alpha=BAND_ALPHA / 2, linewidth=0)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("epoch", fontsize=8.5)
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)

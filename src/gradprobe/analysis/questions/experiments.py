@@ -15,6 +15,7 @@ import numpy as np
 from gradprobe.analysis.configurations import Configuration
 from gradprobe.analysis.document import Block, Context, Section, answer, h3, p
 from gradprobe.analysis.figures import plot_experiment
+from gradprobe.analysis.figures.compare import SMALL_MULTIPLES_ABOVE, plot_experiment_grid
 from gradprobe.analysis.figures.depth import plot_depth_experiment
 from gradprobe.analysis.format import format_value
 from gradprobe.analysis.questions.common import accuracy_difference, pct
@@ -117,13 +118,18 @@ def experiment_blocks(context: Context, experiment: Experiment) -> list[Block]:
     elif any(not run.gradients.empty or not run.metrics.empty
              for group in runs.values() for run in group):
         labelled = {label: runs[c.name] for label, c in experiment.variants}
-        path = plot_experiment(labelled, analysis.metric,
-                               context.figures.path(f"experiment-{experiment.name}"),
-                               experiment.title, chance=analysis.chance)
+        many = len(labelled) > SMALL_MULTIPLES_ABOVE
+        draw = plot_experiment_grid if many else plot_experiment
+        path = draw(labelled, analysis.metric,
+                    context.figures.path(f"experiment-{experiment.name}"), experiment.title,
+                    chance=analysis.chance)
         blocks.append(context.figures.block(
             path, f"{experiment.title}: depth profiles and training curves",
-            "Top: depth profile at the first (dashed) and last (solid) epoch; below: loss and "
-            "accuracy, train solid, validation dashed, chance dotted grey."))
+            ("One column per variant: its depth profile at the first (dashed) and last (solid) "
+             "epoch above its train (solid) and validation (dashed) accuracy; grey: chance."
+             if many else
+             "Top: depth profile at the first (dashed) and last (solid) epoch; below: loss and "
+             "accuracy, train solid, validation dashed, chance dotted grey.")))
     improving = [label for label, c in experiment.variants if still_improving(analysis, c)]
     if improving and 2 * len(improving) > len(experiment.variants):
         blocks.append(p(f"Validation accuracy was still rising at the last epoch in "
