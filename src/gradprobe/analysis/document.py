@@ -11,8 +11,12 @@ import base64
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradprobe.record import FIGURES_DIR
+
+if TYPE_CHECKING:  # study.py imports the question-free layers only; no cycle at run time
+    from gradprobe.analysis.study import StudyAnalysis
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class Figures:
 class Context:
     """What every question module receives: the analysis and the figure writer."""
 
-    analysis: object  # study.StudyAnalysis (typed loosely to keep this module import-light)
+    analysis: StudyAnalysis
     figures: Figures
     subset_layers: list[str] | None = None
     notes: dict[str, list[str]] = field(default_factory=dict)  # sentences shared across sections

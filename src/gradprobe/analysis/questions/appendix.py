@@ -120,7 +120,7 @@ def versions(analysis: StudyAnalysis) -> list[str]:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [h3("How the numbers are computed"), bullets(method_items(analysis)),
                            h3("Every run"), table(
         ["run", "outcome", "epochs", "best val acc", "test acc", "ratio, step 0",

@@ -93,7 +93,7 @@ def key_finding(analysis: StudyAnalysis) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [answer(answer_sentence(analysis)), p(BN_TEXT), formula(BN_FORMULA),
                            p(BN_AFTER)]
     pairs = twins(analysis)

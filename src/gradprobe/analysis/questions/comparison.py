@@ -126,7 +126,7 @@ def vanishing_finding(analysis: StudyAnalysis) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     configs = analysis.comparison
     blocks: list[Block] = [answer(answer_sentence(configs))]
     if analysis.comparison_missing:

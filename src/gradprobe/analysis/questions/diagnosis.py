@@ -80,7 +80,7 @@ def _paragraph(config: Configuration, diagnosis: Diagnosis) -> str:
 
 
 def section(context: Context) -> Section | None:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     configs = needing(analysis)
     if not configs:
         return None

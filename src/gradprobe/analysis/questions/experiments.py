@@ -77,21 +77,22 @@ def depth_sentences(experiment: Experiment) -> list[str]:
     if len(depths) < 2:
         return []
     deepest, shallowest = depths[-1], depths[0]
-    plain = [cells.get((d, False)) for d in (shallowest, deepest)]
-    res = [cells.get((d, True)) for d in (shallowest, deepest)]
-    if any(c is None or not c.final_val_acc.n for c in (*plain, *res)):
+    corners = [cells.get((depth, residual)) for residual in (False, True)
+               for depth in (shallowest, deepest)]
+    if any(c is None or not c.final_val_acc.n for c in corners):
         return []
-    degrades = plain[1].final_val_acc.centre < plain[0].final_val_acc.centre  # type: ignore[union-attr]
-    gap = res[1].final_val_acc.centre - plain[1].final_val_acc.centre  # type: ignore[union-attr]
-    lead = ("Yes" if degrades and gap > 0 else "Partly" if degrades or gap > 0 else "No")
+    plain_low, plain_high, res_low, res_high = (c for c in corners if c is not None)
+    degrades = plain_high.final_val_acc.centre < plain_low.final_val_acc.centre
+    gap = res_high.final_val_acc.centre - plain_high.final_val_acc.centre
+    lead = "Yes" if degrades and gap > 0 else "Partly" if degrades or gap > 0 else "No"
     return [f"{lead}: from depth {shallowest} to {deepest} the plain net's final accuracy goes "
-            f"from {pct(plain[0].final_val_acc)} to {pct(plain[1].final_val_acc)}, the "  # type: ignore[union-attr]
-            f"residual net's from {pct(res[0].final_val_acc)} to {pct(res[1].final_val_acc)} "  # type: ignore[union-attr]
-            f"({accuracy_difference(res[1], plain[1])} at depth {deepest}, best accuracy)."]  # type: ignore[arg-type]
+            f"from {pct(plain_low.final_val_acc)} to {pct(plain_high.final_val_acc)}, the "
+            f"residual net's from {pct(res_low.final_val_acc)} to {pct(res_high.final_val_acc)} "
+            f"({accuracy_difference(res_high, plain_high)} at depth {deepest}, best accuracy)."]
 
 
 def experiment_blocks(context: Context, experiment: Experiment) -> list[Block]:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [h3(experiment.title), answer(answer_sentence(experiment))]
     if experiment.question:
         axes = "; ".join(f"{key} ∈ {{{', '.join(format_value(v) for v in values)}}}"
@@ -154,7 +155,7 @@ def key_finding(experiment: Experiment) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = []
     for experiment in analysis.experiments:
         blocks += experiment_blocks(context, experiment)

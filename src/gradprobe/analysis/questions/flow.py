@@ -69,7 +69,7 @@ def detail_sentence(analysis: StudyAnalysis) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     label = metric_info(analysis.metric).label
     blocks: list[Block] = [answer(answer_sentence(analysis))]
     detail = detail_sentence(analysis)

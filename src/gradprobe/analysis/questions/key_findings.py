@@ -22,7 +22,7 @@ def sentences(analysis: StudyAnalysis) -> list[str]:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     items = sentences(analysis)
     block = bullets(items) if items else p("No run finished, so there is nothing to summarise.")
     return Section("key_findings", "Key findings", (block,))

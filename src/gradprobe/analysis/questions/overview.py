@@ -87,7 +87,7 @@ def result_rows(analysis: StudyAnalysis) -> list[list[str]]:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [p(" ".join(setup_sentences(analysis)))]
     if analysis.configurations:
         path = plot_overview(analysis.configurations, analysis.chance, analysis.metric,

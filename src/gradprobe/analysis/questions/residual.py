@@ -118,7 +118,7 @@ def key_finding(analysis: StudyAnalysis) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [answer(answer_sentence(analysis)), p(IDENTITY_TEXT),
                            formula(IDENTITY_FORMULA), p(ZOO_TEXT)]
     blocks += [p(s) for s in pair_sentences(analysis)]

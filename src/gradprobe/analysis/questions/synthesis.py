@@ -75,7 +75,7 @@ def cures(analysis: StudyAnalysis) -> list[str]:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     found_causes, found_cures = causes(analysis), cures(analysis)
     lead = (f"The study points to {len(found_causes)} "
             f"cause{'s' if len(found_causes) != 1 else ''} and {len(found_cures)} "

@@ -131,7 +131,7 @@ def learning_sentence(analysis: StudyAnalysis) -> str | None:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [answer(answer_sentence(analysis))]
     blocks += [p(s) for s in study_sentences(analysis)]
     diagnosis = context.notes.get("diagnosis")

@@ -123,7 +123,7 @@ def theory_table(checks: list[TheoryCheck]) -> Block:
 
 
 def section(context: Context) -> Section:
-    analysis: StudyAnalysis = context.analysis  # type: ignore[assignment]
+    analysis = context.analysis
     blocks: list[Block] = [answer(answer_sentence(analysis)), p(CHAIN_RULE),
                            formula(CHAIN_FORMULA), p(CHAIN_TEXT), p(THEORY_TEXT)]
     moved = training_sentence(analysis)
