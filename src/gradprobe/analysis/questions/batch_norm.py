@@ -68,8 +68,8 @@ def answer_sentence(analysis: StudyAnalysis) -> str:
     step0 = _step0(bn)
     if step0 is None:
         return f"The records of {bn.name} hold no step-0 gradients, so this cannot be answered."
-    learns = bool(bn.best_val_acc.n and plain.best_val_acc.n) and (
-        bn.best_val_acc.centre > plain.best_val_acc.centre)
+    learns = bool(bn.final_val_acc.n and plain.final_val_acc.n) and (
+        bn.final_val_acc.centre > plain.final_val_acc.centre)
     if step0 > 10:
         lead = ("It makes the gradient explode at initialisation, not vanish"
                 + (", yet the net learns where its twin without it stays at chance"

@@ -18,8 +18,8 @@ def pct(value: Estimate, interval: bool = False) -> str:
     return format_estimate(value, percent=True, interval=interval)
 
 
-def accuracy(config: Configuration, interval: bool = False, final: bool = False) -> str:
-    """"96.2%" or "10.4%, at chance": best (or `final`) validation accuracy over seeds."""
+def accuracy(config: Configuration, interval: bool = False, final: bool = True) -> str:
+    """"96.2%" or "10.4%, at chance": final (or best) validation accuracy over seeds."""
     text = pct(config.final_val_acc if final else config.best_val_acc, interval)
     outcome = config.outcome()
     return f"{text}, {outcome}" if outcome else text
@@ -40,14 +40,14 @@ def names(configs: Sequence[Configuration]) -> str:
 
 
 def learns(config: Configuration) -> bool:
-    return config.best_val_acc.n > 0 and not config.at_chance and not config.at_chance_runs
+    return config.final_val_acc.n > 0 and not config.at_chance and not config.at_chance_runs
 
 
 def accuracy_difference(a: Configuration, b: Configuration) -> str:
     """"(+85.1 points, beyond seed-to-seed variation)" by Welch's rule, or within it."""
-    if not (a.best_val_acc.n and b.best_val_acc.n):
+    if not (a.final_val_acc.n and b.final_val_acc.n):
         return ""
-    result = compare(a.best_val_acc, b.best_val_acc)
+    result = compare(a.final_val_acc, b.final_val_acc)
     size = f"{100 * result.factor:+.1f} points"
     if result.verdict is Verdict.TOO_FEW_SEEDS:
         return f"{size}, one seed: not separable from noise"

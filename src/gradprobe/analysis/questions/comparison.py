@@ -100,14 +100,14 @@ def key_finding(analysis: StudyAnalysis) -> str | None:
     if stuck:
         c = stuck[0]
         if c.at_chance:
-            return (f"{c.name} never leaves chance: its best validation accuracy is "
-                    f"{pct(c.best_val_acc)}.")
+            return (f"{c.name} never leaves chance: its final validation accuracy is "
+                    f"{pct(c.final_val_acc)}.")
         return (f"{c.name} ends at chance in {c.at_chance_runs} of {c.judged_runs} seeds (mean "
-                f"best validation accuracy {pct(c.best_val_acc)}).")
+                f"final validation accuracy {pct(c.final_val_acc)}).")
     learned = sorted((c for c in analysis.comparison if learns(c)),
-                     key=lambda c: -c.best_val_acc.centre)
+                     key=lambda c: -c.final_val_acc.centre)
     if learned:
-        return f"{learned[0].name} reaches {pct(learned[0].best_val_acc)} validation accuracy."
+        return f"{learned[0].name} reaches {pct(learned[0].final_val_acc)} validation accuracy."
     return None
 
 

@@ -41,10 +41,10 @@ def answer_sentence(experiment: Experiment) -> str:
         sentences = depth_sentences(experiment)
         if sentences:
             return sentences[0]
-    variants = [(label, c) for label, c in experiment.variants if c.best_val_acc.n]
+    variants = [(label, c) for label, c in experiment.variants if c.final_val_acc.n]
     if not variants:
         return "No variant of this experiment has a result."
-    ranked = sorted(variants, key=lambda v: -v[1].best_val_acc.centre)
+    ranked = sorted(variants, key=lambda v: -v[1].final_val_acc.centre)
     (best_label, best), (worst_label, worst) = ranked[0], ranked[-1]
     verdicts = {c.verdict_text() for _, c in variants}
     chance = {c.at_chance for _, c in variants}
@@ -88,7 +88,7 @@ def depth_sentences(experiment: Experiment) -> list[str]:
     return [f"{lead}: from depth {shallowest} to {deepest} the plain net's final accuracy goes "
             f"from {pct(plain_low.final_val_acc)} to {pct(plain_high.final_val_acc)}, the "
             f"residual net's from {pct(res_low.final_val_acc)} to {pct(res_high.final_val_acc)} "
-            f"({accuracy_difference(res_high, plain_high)} at depth {deepest}, best accuracy)."]
+            f"({accuracy_difference(res_high, plain_high)} at depth {deepest})."]
 
 
 def experiment_blocks(context: Context, experiment: Experiment) -> list[Block]:
@@ -141,12 +141,12 @@ def experiment_blocks(context: Context, experiment: Experiment) -> list[Block]:
 
 def key_finding(experiment: Experiment) -> str | None:
     """One number: the accuracy gap between the experiment's best and worst variant."""
-    variants = sorted(((label, c) for label, c in experiment.variants if c.best_val_acc.n),
-                      key=lambda v: -v[1].best_val_acc.centre)
+    variants = sorted(((label, c) for label, c in experiment.variants if c.final_val_acc.n),
+                      key=lambda v: -v[1].final_val_acc.centre)
     if len(variants) < 2:
         return None
     (best_label, best), (worst_label, worst) = variants[0], variants[-1]
-    gap = 100 * (best.best_val_acc.centre - worst.best_val_acc.centre)
+    gap = 100 * (best.final_val_acc.centre - worst.final_val_acc.centre)
     if math.isnan(gap):
         return None
     stuck = " (at chance)" if worst.at_chance else ""

@@ -48,8 +48,8 @@ def twin_facts(analysis: StudyAnalysis) -> list[tuple[Configuration, Configurati
     facts = []
     for plain, residual in analysis.twins:
         even = evenness(residual, WEIGHT, "last") < evenness(plain, WEIGHT, "last")
-        better = (residual.best_val_acc.n > 0 and plain.best_val_acc.n > 0
-                  and residual.best_val_acc.centre > plain.best_val_acc.centre)
+        better = (residual.final_val_acc.n > 0 and plain.final_val_acc.n > 0
+                  and residual.final_val_acc.centre > plain.final_val_acc.centre)
         facts.append((plain, residual, even, better))
     return facts
 
@@ -110,9 +110,9 @@ def key_finding(analysis: StudyAnalysis) -> str | None:
         return None
     deepest = max(facts, key=lambda f: f[0].model.get("conv_layers") or 0)
     plain, residual = deepest[0], deepest[1]
-    if not (plain.best_val_acc.n and residual.best_val_acc.n):
+    if not (plain.final_val_acc.n and residual.final_val_acc.n):
         return None
-    gap = 100 * (residual.best_val_acc.centre - plain.best_val_acc.centre)
+    gap = 100 * (residual.final_val_acc.centre - plain.final_val_acc.centre)
     return (f"At the greatest depth tested, the residual twin's validation accuracy is "
             f"{gap:+.0f} points from the plain net's ({residual.name} against {plain.name}).")
 
