@@ -21,7 +21,7 @@ from fakes import (
 from gradprobe import record
 from gradprobe.analysis import load_study, summarize_frame, write_report
 from gradprobe.analysis.chance import chance_for, run_at_chance
-from gradprobe.analysis.questions import key_findings, references, vanishing
+from gradprobe.analysis.questions import key_findings, references, synthesis, vanishing
 from gradprobe.analysis.study import build
 
 EPOCHS = 3
@@ -176,6 +176,12 @@ def test_the_default_like_study_is_answered(default_like: Path) -> None:
     bn = next(c for c in analysis.configurations if c.name == "norm=batch")
     assert bn.verdicts["step0"] == "exploding"  # 2 ** 7 at step 0
     assert len(analysis.twins) == 3  # plain/resnet at depths 8, 20 and 32, from the registry
+    # cures only where the accuracy gain is beyond seed-to-seed variation: depth 8 ties
+    cures = synthesis.cures(analysis)
+    assert [c.split(":")[0] for c in cures][:2] == ["Batch norm", "Residual connections"]
+    assert "depth=32,residual=true" in cures[1] and "depth=8,residual=true" not in cures[1]
+    assert any(c.startswith("Vanishing gradients at initialisation: init=default")
+               for c in synthesis.causes(analysis))
     # the event detector dates the cause: vanishing at step 0 in the default-init variants
     default = next(c for c in analysis.configurations if c.name == "init=default,activation=relu")
     assert analysis.diagnoses[default.runs[0]].cause == "vanishing_at_init"
