@@ -11,7 +11,11 @@ one, so that they trace into a torch.compile graph without a break:
   in cache, to Python floats (`Statistic.host_partial`, which reads the CPU value it guards
   precision with: no device to synchronise with); holding CPU gradients until `record()`
   measured slower (their memory is freed and faulted in again each step);
-- activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`).
+- activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`):
+  the output of the first activation module that runs after the layer and before any other
+  probed layer. A layer that another probed layer follows first gets none (it is named in
+  `no_activation` and warned about), never the next layer's. A recurrent layer's output is
+  already its activation (tanh of its state), so its own output is measured.
 While `armed` is False (a step the schedule does not record) the hooks return at once.
 
 Under torch.compile a tensor hook on an intermediate output is traced into the graph, and
@@ -47,8 +51,12 @@ def first_tensor(output: Any) -> Tensor | None:
 class Collector:
     """Hook callbacks and the tensors/partials they gathered since the step began."""
 
-    def __init__(self, model: nn.Module, layers: int, by_source: dict[Source, list[Statistic]]):
+    def __init__(
+        self, model: nn.Module, layers: int, by_source: dict[Source, list[Statistic]],
+        recurrent: frozenset[int] = frozenset(),
+    ) -> None:
         self._model = model
+        self._recurrent = recurrent  # layers whose own output is their activation
         self._by_source = by_source
         self.layers = layers
         self.enabled = False  # attached
@@ -58,6 +66,7 @@ class Collector:
         self.forward_seen = False  # a probed layer ran in a training forward since attach
         self.ran_this_step = False
         self.no_tensor_output: set[int] = set()
+        self.no_activation: set[int] = set()  # layers another probed layer followed first
         self.held: list[Tensor] = []  # output gradients of the step, one per (layer, 1st call)
         self.held_owners: list[int] = []
         self.host_sums: dict[int, list[float]] = {}  # layer -> output-grad sums + calls (CPU)
@@ -111,11 +120,20 @@ class Collector:
             self.no_tensor_output.update(indices)
             return
         if self._by_source["activation"]:
-            self._awaiting_activation.extend(indices)
+            self._await_activation(indices, tensor)
         if self._by_source["output_grad"] and tensor.requires_grad:
             hooks = self._sum_hooks if torch.compiler.is_compiling() else self._grad_hooks
             for index in indices:
                 tensor.register_hook(hooks[index])
+
+    def _await_activation(self, indices: Sequence[int], tensor: Tensor) -> None:
+        """A probed layer ran: layers still waiting for an activation get none (the next
+        activation belongs to this layer), and this one waits for its own."""
+        self.no_activation.update([i for i in self._awaiting_activation if i not in indices])
+        self._awaiting_activation = [i for i in indices if i not in self._recurrent]
+        recurrent = tuple(i for i in indices if i in self._recurrent)
+        if recurrent:
+            self.add_partials("activation", recurrent, tensor.detach())
 
     def on_output_grad(self, index: int, grad: Tensor) -> None:
         if not (self.enabled and self.armed):  # a graph built before detach() may still run

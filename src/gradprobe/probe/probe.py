@@ -53,8 +53,15 @@ from gradprobe.probe.constants import DeviceConstants
 from gradprobe.probe.frame import LayerTable, tidy_frame
 from gradprobe.probe.history import History, stack_row
 from gradprobe.probe.hooks import Collector
-from gradprobe.probe.layers import LayerInfo, LayerSelector, select_layers, unwrap
+from gradprobe.probe.layers import (
+    LayerInfo,
+    LayerSelector,
+    select_layers,
+    unprobed_weighted_modules,
+    unwrap,
+)
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.steps import StepTracker
 from gradprobe.probe.stream import StreamFiles
 from gradprobe.probe.update import UpdateWatcher
 from gradprobe.probe.wiring import Schedule
@@ -111,9 +118,15 @@ class GradientProbe:
     ) -> None:
         self._model = unwrap(model)
         selected = select_layers(self._model, layers)
+        # Only the default selection names what it leaves out: a model's probe_points and an
+        # explicit `layers` are deliberate choices.
+        declared = layers is None and hasattr(self._model, "probe_points")
+        self._unprobed = ([] if layers is not None or declared
+                          else unprobed_weighted_modules(self._model, selected))
         self._names = [layer.name for layer in selected]
         self._kinds = [layer.kind for layer in selected]
         self._modules = [layer.module for layer in selected]
+        self._parameters = parameters
         self._params = LayerParameters(
             [measured_parameters(module, parameters) for module in self._modules]
         )
@@ -127,13 +140,23 @@ class GradientProbe:
         self._should_record = wiring.schedule(every)
         self._distributed = distributed
         self._history = History(len(selected), len(self._statistics))
-        self._collector = Collector(self._model, len(selected), self._by_source)
+        recurrent = frozenset(i for i, module in enumerate(self._modules)
+                              if isinstance(module, nn.RNNBase))
+        self._collector = Collector(self._model, len(selected), self._by_source, recurrent)
         self.epoch = 0  # the epoch `record()` uses when given none
 
         self._attached = False
         self._handles: list[RemovableHandle] = []
         self._optimizers: list[Optimizer] = []
         self._optimizer_steps = 0  # optimiser steps seen on the model's parameters
+        self._manual_steps = 0  # steps ended by a manual update (no torch optimiser)
+        self._steps = StepTracker(
+            self._params.params,
+            grads_written_after_backward=isinstance(model, nn.parallel.DistributedDataParallel),
+        )
+        self._step_handles: list[RemovableHandle] = []
+        self._pooled: list[int] = []  # recorded steps that pooled several backward passes
+        self._pooled_passes = 0  # how many, at the first of them
         self._param_ids = {id(param) for param in self._model.parameters()}
         self._last_step: int | None = None  # the step of the last record() call
         self._constants = DeviceConstants(self._params.numels)
@@ -159,16 +182,25 @@ class GradientProbe:
         collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
             self._handles += self._updates.hook(optimizer)
+        self._handles.append(self._model.register_forward_pre_hook(self._on_forward_start))
+        if not self._optimizers and not self._optimizer_steps:
+            self._step_handles = self._steps.hook()
         wiring.warn_parameterless(self._names, self._modules, self._params.empty,
                                   self._by_source, self._warn)
+        measured_by = {id(param): name for name, module in zip(self._names, self._modules,
+                                                              strict=True)
+                       for param in measured_parameters(module, self._parameters)}
+        wiring.warn_unprobed(self._unprobed, measured_by, self._warn)
         return self
 
     def detach(self) -> None:
         """Remove every hook this probe registered and drop partial sums not yet recorded;
         finish the stream, if any (`finish_stream`)."""
+        self._warn_pooled()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._stop_tracking_steps()
         self._attached = self._collector.enabled = False
         self._collector.clear()
         self._updates.drop()
@@ -197,6 +229,7 @@ class GradientProbe:
         if any(watched is optimizer for watched in self._optimizers):
             raise InputError("this optimizer is already watched by the probe; watch it once")
         self._optimizers.append(optimizer)
+        self._stop_tracking_steps()  # its steps end the steps
         if self._attached:
             self._handles += self._updates.hook(optimizer)
         return self
@@ -252,6 +285,7 @@ class GradientProbe:
             )
         armed = collector.armed
         self._last_step = step
+        self._check_pooled(step, should_record)
         if not should_record:
             self._end_step()
             return False
@@ -368,7 +402,7 @@ class GradientProbe:
     def _expected_step(self) -> int:
         """The step the next `record()` without arguments gets."""
         after_last = 0 if self._last_step is None else self._last_step + 1
-        return max(after_last, self._optimizer_steps)
+        return max(after_last, self._optimizer_steps + self._manual_steps)
 
     def _end_step(self) -> None:
         """Drop what the hooks gathered and arm them for the next step if it is recorded."""
@@ -382,7 +416,54 @@ class GradientProbe:
         if any(id(p) in self._param_ids for group in optimizer.param_groups
                for p in group["params"][:1]):
             self._optimizer_steps += 1
+            self._stop_tracking_steps()  # the optimiser's steps end the steps from now on
+            self._pooled.clear()  # those were accumulation micro-batches
             self._end_step()
+
+    def _on_forward_start(self, _module: nn.Module, _args: Any) -> None:
+        # A manual update loop: the weights or gradients changed since the last backward, so
+        # a step ended without an optimiser; what no record() consumed belongs to it.
+        if torch.compiler.is_compiling() or not self._steps.active:
+            return
+        if self._steps.step_ended():
+            self._steps.reset()
+            self._manual_steps += 1
+            self._end_step()
+
+    def _stop_tracking_steps(self) -> None:
+        for handle in self._step_handles:
+            handle.remove()
+        self._step_handles.clear()
+        self._steps.active = False
+        self._steps.reset()
+
+    def _check_pooled(self, step: int, should_record: bool) -> None:
+        """Note a recorded step that pooled several backward passes without an optimiser; warn
+        once no optimiser step followed (then they were not accumulation micro-batches)."""
+        passes = self._steps.passes_since_record()
+        self._steps.recorded()
+        self._warn_pooled()
+        if should_record and passes > 1 and self._steps.active:
+            if not self._pooled:
+                self._pooled_passes = passes
+            self._pooled.append(step)
+
+    def _warn_pooled(self) -> None:
+        if not self._pooled or self._optimizer_steps:
+            return
+        self._warn(
+            "pooled",
+            f"record() at step {self._pooled[0]} pooled {self._pooled_passes} backward passes "
+            "into one step: no torch optimiser stepped the model, and neither its parameters "
+            "nor their gradients changed in place between the passes, so the gradients "
+            "accumulated. Recorded values are those of the accumulated gradient "
+            "(output_grad_norm pooled over the passes). If the passes are accumulation "
+            "micro-batches, that is intended; if each is a step of a manual update loop, reset "
+            "the gradients between steps (model.zero_grad()) and update the parameters in "
+            "place without .data, or call record() after every backward pass (every=k records "
+            "fewer)",
+        )
+        self._pooled.clear()
 
     def _check_hooks_ran(self, armed: bool, step: int) -> None:
         # Only needed (and only computed) when no hook has ever fired.
@@ -391,6 +472,8 @@ class GradientProbe:
         )
         wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
                                step, self._expected_step(), self._warn)
+        if self._by_source["activation"]:
+            wiring.warn_no_activation(self._names, self._collector.no_activation, self._warn)
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:
