@@ -129,8 +129,12 @@ class Collector:
     def _await_activation(self, indices: Sequence[int], tensor: Tensor) -> None:
         """A probed layer ran: layers still waiting for an activation get none (the next
         activation belongs to this layer), and this one waits for its own."""
-        self.no_activation.update([i for i in self._awaiting_activation if i not in indices])
-        self._awaiting_activation = [i for i in indices if i not in self._recurrent]
+        # In-place list updates only: dynamo replays them in order (a reassigned attribute
+        # was read stale by the next hook under torch.compile).
+        awaiting = self._awaiting_activation
+        self.no_activation.update([i for i in awaiting if i not in indices])
+        awaiting.clear()
+        awaiting.extend([i for i in indices if i not in self._recurrent])
         recurrent = tuple(i for i in indices if i in self._recurrent)
         if recurrent:
             self.add_partials("activation", recurrent, tensor.detach())
@@ -174,7 +178,8 @@ class Collector:
         self._awaiting_activation.clear()  # the last layers of the previous pass have no successor
 
     def on_activation(self, _m: nn.Module, _i: Any, output: Any) -> None:
-        owners, self._awaiting_activation = self._awaiting_activation, []
+        owners = list(self._awaiting_activation)
+        self._awaiting_activation.clear()
         if owners and isinstance(output, Tensor) and self._active() and self.armed:
             self.add_partials("activation", owners, output.detach())
 
