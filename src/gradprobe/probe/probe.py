@@ -26,7 +26,9 @@ reduces them in one fused, precision-guarded pass, all-reduces across DDP ranks,
 gradients with one `torch._foreach_norm` and copies one (layers, metrics) row into a device
 buffer: no host synchronisation on an accelerator until `flush()`. Any optimiser step on the
 model's parameters ends the step and drops what `record()` did not consume, so recording every N
-steps reports the step recorded, not a sum over N. Nothing happens in eval mode, with gradients
+steps reports the step recorded, not a sum over N; without a torch optimiser, a manual update
+(parameters changed in place, gradients reset or zeroed) seen at the next forward pass ends it
+(`gradprobe.probe.steps`). Nothing happens in eval mode, with gradients
 disabled, or on a step the schedule skips. update_ratio: `gradprobe.probe.update`.
 """
 
@@ -76,12 +78,17 @@ STATE_FORMAT = 1  # version of `state_dict()`'s layout
 class GradientProbe:
     """Records per-layer gradient statistics of `model` at each scheduled optimiser step.
 
-    `layers`: None (the model's `probe_points` when it declares them, else every Conv and
-    Linear), module types, module names, or a predicate `(name, module) -> bool`.
+    `layers`: None (the model's `probe_points` when it declares them, else every module of
+    `DEFAULT_LAYER_TYPES`: Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear, RNN/LSTM/GRU,
+    MultiheadAttention), "all" (every module with a trainable parameter of its own, adding
+    Embedding, LayerNorm, BatchNorm and custom modules), module types, module names, or a
+    predicate `(name, module) -> bool`. With the default selection every other module with a
+    trainable parameter of its own is named in one warning that says how to include it.
     `metrics`: names from `list_metrics()`. `every`: record steps divisible by k, or a callable
     `step -> bool`; on other steps the hooks do no work. `parameters`: "weights" (each layer's
-    weight, or its `*weight` parameters such as attention's `in_proj_weight`) or "all" (biases
-    and every other direct parameter too). `distributed`: all-reduce output statistics over the
+    weight, or its parameters named like one: attention's `in_proj_weight`, a recurrent layer's
+    `weight_ih_l*`/`weight_hh_l*` of every layer and direction together) or "all" (biases and
+    every other direct parameter too). `distributed`: all-reduce output statistics over the
     default process group; None = when torch.distributed is initialised with several ranks.
     `stream_to`: a Parquet path the history streams to (see `stream_to()`).
 
@@ -91,8 +98,18 @@ class GradientProbe:
       concatenated gradients, sqrt of the summed squares), and its weight gradient is the one
       autograd accumulated. Its depth is that of its first call.
     - A module returning a tuple is measured on its first tensor (nn.MultiheadAttention's
-      attention output); an attention's `out_proj`, which its parent applies functionally, gets
-      its output gradient from that same tensor.
+      attention output; an nn.RNN/LSTM/GRU's output sequence, all time steps and both
+      directions, not its final states h_n/c_n); an attention's `out_proj`, which its parent
+      applies functionally, gets its output gradient from that same tensor.
+    - Activation metrics read the output of the first activation module (nn.ReLU, nn.Tanh, ...)
+      that runs after the layer and before the next probed layer; a layer without one (a
+      functional F.relu, or none) has no activation metrics and is named in a warning, never
+      given another layer's. A recurrent layer's own output sequence is its activation.
+    - Steps: a torch optimiser's step on the model's parameters ends a step. Without one (a
+      manual update loop), a parameter changed in place or a gradient reset or zeroed between
+      two backward passes ends it, seen at the next forward pass, so `record()` every k-th
+      step reports that step with its number. Backward passes with none of these in between
+      are gradient accumulation: pooled, and warned about if no optimiser ever steps.
     - A selected layer that yields no metric (no measured parameter, never called, no tensor
       output) is named in a warning, once.
     - torch.compile: attach before or after compiling, or pass the compiled module: the same
