@@ -359,12 +359,12 @@ def test_tied_embedding_is_named_with_the_layer_that_measures_its_weight() -> No
 def test_functional_activation_layer_is_named_once() -> None:
     model = UNet()
     inputs, targets = image_batch(0)
-    with pytest.warns(UserWarning, match="no activation module") as caught:
-        with GradientProbe(model, metrics=("activation_mean",)) as probe:
-            for _ in range(2):
-                F.mse_loss(model(inputs), targets).backward()
-                probe.record()
-                update_in_place(model)
+    probe = GradientProbe(model, metrics=("activation_mean",))
+    with pytest.warns(UserWarning, match="no activation module") as caught, probe:
+        for _ in range(2):
+            F.mse_loss(model(inputs), targets).backward()
+            probe.record()
+            update_in_place(model)
     named = sorted(str(w.message).split("'")[1] for w in caught
                    if "no activation module" in str(w.message))
     assert named == ["down", "up"]
@@ -373,13 +373,13 @@ def test_functional_activation_layer_is_named_once() -> None:
 
 def test_pooled_backward_passes_without_optimiser_are_warned() -> None:
     model = UNet()
-    with pytest.warns(UserWarning, match="pooled 4 backward passes into one step"):
-        with GradientProbe(model, metrics=("output_grad_norm",)) as probe:
-            for step in range(8):
-                inputs, targets = image_batch(step)
-                F.mse_loss(model(inputs), targets).backward()
-                if step % 4 == 3:
-                    probe.record()
+    probe = GradientProbe(model, metrics=("output_grad_norm",))
+    with pytest.warns(UserWarning, match="pooled 4 backward passes into one step"), probe:
+        for step in range(8):
+            inputs, targets = image_batch(step)
+            F.mse_loss(model(inputs), targets).backward()
+            if step % 4 == 3:
+                probe.record()
 
 
 def test_recurrent_layer_is_not_called_parameterless() -> None:
