@@ -146,8 +146,9 @@ def warn_unprobed(
         f"GradientProbe does not probe {len(unprobed)} module(s) with trainable parameters "
         f"of their own (no metrics of their own): {listed}. By default it probes "
         "convolutions (transposed too), Linear, RNN/LSTM/GRU and MultiheadAttention; "
-        "embeddings, normalisation layers and module types it does not know are opt-in. To include them pass layers='all' "
-        "(every module with a parameter of its own), or list the types or names, e.g. "
+        "embeddings, normalisation layers and module types it does not know are opt-in. To "
+        "include them pass layers='all' (every module with a parameter of its own), or list "
+        "the types or names, e.g. "
         "layers=[*gradprobe.probe.DEFAULT_LAYER_TYPES, nn.Embedding, nn.LayerNorm]",
     )
 
