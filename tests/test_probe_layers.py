@@ -386,3 +386,10 @@ def test_recurrent_layer_is_not_called_parameterless() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         GradientProbe(nn.Sequential(nn.GRU(2, 2)), layers=[nn.GRU]).attach().detach()
+
+
+def test_many_unprobed_modules_of_one_type_are_counted_not_all_spelled() -> None:
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)) for _ in range(8)])
+    with pytest.warns(UserWarning, match=r"does not probe 8 module\(s\).*'5\.1' \(LayerNorm\) "
+                                         r"and 2 more LayerNorm\. "):
+        GradientProbe(model).attach().detach()

@@ -24,6 +24,7 @@ from gradprobe.probe.layers import ACTIVATION_TYPES
 from gradprobe.probe.norms import accumulator_dtype
 
 Schedule = int | Callable[[int], bool]
+_NAMES_PER_TYPE = 6  # unprobed modules named per type in the warning; the rest are counted
 Warn = Callable[[str, str], None]
 
 
@@ -140,7 +141,17 @@ def warn_unprobed(
         tied = ", ".join(repr(owner) for owner in sorted(owners))  # type: ignore[arg-type]
         return f"{name!r} ({type(module).__name__}; its weight is measured as part of {tied})"
 
-    listed = ", ".join(describe(name, module) for name, module in unprobed)
+    by_type: dict[str, list[str]] = {}
+    for name, module in unprobed:
+        by_type.setdefault(type(module).__name__, []).append(describe(name, module))
+    # Every module is counted; past _NAMES_PER_TYPE of one type (a ResNet's BatchNorms) the
+    # rest are counted only: they share the reason and the fix.
+    listed = ", ".join(
+        ", ".join(described[:_NAMES_PER_TYPE])
+        + (f" and {len(described) - _NAMES_PER_TYPE} more {kind}" if len(described)
+           > _NAMES_PER_TYPE else "")
+        for kind, described in by_type.items()
+    )
     warn(
         "unprobed",
         f"GradientProbe does not probe {len(unprobed)} module(s) with trainable parameters "
