@@ -196,7 +196,8 @@ def test_activation_statistics_are_never_another_layers() -> None:
     values = frame_values(probe.to_frame(), 0)
     assert set(values) == {"mid.0"}
     reference = model.double()
-    after = reference.mid(F.max_pool2d(F.relu(reference.down(inputs.double())), 2))
+    with torch.no_grad():
+        after = reference.mid(F.max_pool2d(F.relu(reference.down(inputs.double())), 2))
     assert values["mid.0"]["activation_mean"] == pytest.approx(float(after.mean()), rel=1e-5)
     assert values["mid.0"]["activation_std"] == pytest.approx(
         float(after.std(unbiased=False)), rel=1e-5)
