@@ -8,6 +8,7 @@ float64 deep copy run through `torch.autograd.grad`); the warnings' wording is t
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 
@@ -223,31 +224,59 @@ def update_data_set_to_none(model: nn.Module) -> None:
     model.zero_grad(set_to_none=True)
 
 
+def update_data_only(model: nn.Module) -> None:
+    for param in model.parameters():
+        param.data.add_(param.grad.data, alpha=-0.1)  # gradients reset before backward
+
+
+def mid_activation_mean(model: UNet, inputs: Tensor) -> float:
+    """mean of mid's ReLU output, in float64, for `inputs` under the model's weights now."""
+    reference = copy.deepcopy(model).double()
+    with torch.no_grad():
+        pooled = F.max_pool2d(F.relu(reference.down(inputs.double())), 2)
+        return float(reference.mid(pooled).mean())
+
+
+@pytest.mark.parametrize("zero_before_backward", [False, True])
 @pytest.mark.parametrize(
     "update", [update_in_place, update_data_zero_in_place, update_data_set_to_none]
 )
-def test_manual_update_loop_with_sparse_record(update: Callable[[nn.Module], None]) -> None:
-    """No torch optimiser, record() every 4th step: each recorded step's own gradients and
-    its own step number, not a pool of the 4 backward passes since the last record()."""
+def test_manual_update_loop_with_sparse_record(
+    update: Callable[[nn.Module], None], zero_before_backward: bool
+) -> None:
+    """No torch optimiser, record() every 4th step: each recorded step's own gradients,
+    activations and step number, not a pool of the 4 passes since the last record().
+    `zero_before_backward`: gradients are reset after the forward pass instead of after the
+    update (then an update through .data is seen only there)."""
     torch.manual_seed(0)
     model = UNet()
     layers = {"down": ["weight"], "mid.0": ["weight"], "up": ["weight"], "out": ["weight"]}
-    expected = {}
+    step_update = update
+    if zero_before_backward and update is not update_in_place:
+        step_update = update_data_only
+    expected, activation_means = {}, {}
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no warning: nothing was pooled
-        with GradientProbe(model, metrics=ALL_METRICS) as probe:
+        warnings.simplefilter("error")  # no warning but the one below: nothing was pooled
+        warnings.filterwarnings("ignore", message=".*no activation module")  # down, up
+        with GradientProbe(model, metrics=(*ALL_METRICS, "activation_mean")) as probe:
             for step in range(10):
                 inputs, targets = image_batch(step)
-                F.mse_loss(model(inputs), targets).backward()
+                loss = F.mse_loss(model(inputs), targets)
+                if zero_before_backward:
+                    model.zero_grad(set_to_none=update is not update_data_zero_in_place)
+                loss.backward()
                 if step % 4 == 0:
                     expected[step] = float64_reference(model, layers, [(inputs, targets)],
                                                        F.mse_loss)
+                    activation_means[step] = mid_activation_mean(model, inputs)
                     probe.record()
-                update(model)
+                step_update(model)
     frame = probe.to_frame()
     assert sorted(set(frame.step)) == [0, 4, 8]
     for step, values in expected.items():
         assert_matches(frame, step, values)
+        assert frame_values(frame, step)["mid.0"]["activation_mean"] == pytest.approx(
+            activation_means[step], rel=1e-5)
 
 
 def test_manual_loop_recording_every_step_counts_steps() -> None:

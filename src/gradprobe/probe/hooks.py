@@ -27,7 +27,7 @@ into a preallocated device tensor in place (`grad_sums`), which traces cleanly.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -74,6 +74,11 @@ class Collector:
         self.partials: dict[Source, list[Tensor]] = {source: [] for source in TENSOR_SOURCES}
         self.owners: dict[Source, list[int]] = {source: [] for source in TENSOR_SOURCES}
         self._awaiting_activation: list[int] = []
+        # Eager only: called at the first output gradient after each forward pass, before this
+        # pass reaches the parameters (the probe checks there for a manual update's end of step).
+        self.on_backward_start: Callable[[], None] | None = None
+        self._backward_checked = True
+        self._activation_mark = 0  # activation partials gathered before this forward pass
         self._grad_hooks = [functools.partial(self.on_output_grad, i) for i in range(layers)]
         self._sum_hooks = [functools.partial(self.on_output_grad_summed, i) for i in range(layers)]
         width = sum(stat.width for stat in by_source["output_grad"])
@@ -98,6 +103,25 @@ class Collector:
             self.owners[source].clear()
         self._awaiting_activation.clear()
         self.ran_this_step = False
+
+    def forward_started(self) -> None:
+        """A forward pass begins (eager): check again at its backward's first gradient."""
+        self._backward_checked = False
+        self._activation_mark = len(self.partials["activation"])
+
+    def drop_earlier_passes(self) -> None:
+        """A step ended between this pass's forward and its backward: forget the output
+        gradients of earlier passes and the activations of earlier forward passes."""
+        self.held.clear()
+        self.held_owners.clear()
+        self.host_sums.clear()
+        self._held_layers.clear()
+        self.partials["output_grad"].clear()
+        self.owners["output_grad"].clear()
+        self.grad_sums.zero_()
+        mark = self._activation_mark
+        del self.partials["activation"][:mark], self.owners["activation"][:mark]
+        self._activation_mark = 0
 
     # ------------------------------------------------------------------------------ hooks
     def _active(self) -> bool:
@@ -140,6 +164,10 @@ class Collector:
             self.add_partials("activation", recurrent, tensor.detach())
 
     def on_output_grad(self, index: int, grad: Tensor) -> None:
+        if not self._backward_checked and self.enabled:
+            self._backward_checked = True
+            if self.on_backward_start is not None:
+                self.on_backward_start()  # may end the step and re-arm
         if not (self.enabled and self.armed):  # a graph built before detach() may still run
             return
         if grad.device.type == "cpu" and self._host_partials(index, grad.detach()):

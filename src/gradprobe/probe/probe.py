@@ -160,6 +160,7 @@ class GradientProbe:
         recurrent = frozenset(i for i, module in enumerate(self._modules)
                               if isinstance(module, nn.RNNBase))
         self._collector = Collector(self._model, len(selected), self._by_source, recurrent)
+        self._collector.on_backward_start = self._on_backward_start
         self.epoch = 0  # the epoch `record()` uses when given none
 
         self._attached = False
@@ -446,6 +447,16 @@ class GradientProbe:
             self._steps.reset()
             self._manual_steps += 1
             self._end_step()
+        self._collector.forward_started()
+
+    def _on_backward_start(self) -> None:
+        # The same check where zero_grad() comes after the forward pass, before backward:
+        # only this pass's activations and none of its output gradients are gathered yet.
+        if self._steps.active and self._steps.step_ended():
+            self._steps.reset()
+            self._manual_steps += 1
+            self._collector.drop_earlier_passes()
+            self._collector.armed = self._should_record(self._expected_step())
 
     def _stop_tracking_steps(self) -> None:
         for handle in self._step_handles:
