@@ -27,7 +27,7 @@ gradients with one `torch._foreach_norm` and copies one (layers, metrics) row in
 buffer: no host synchronisation on an accelerator until `flush()`. Any optimiser step on the
 model's parameters ends the step and drops what `record()` did not consume, so recording every N
 steps reports the step recorded, not a sum over N; without a torch optimiser, a manual update
-(parameters changed in place, gradients reset or zeroed) seen at the next forward pass ends it
+(parameters changed in place, gradients reset or zeroed) seen at the next pass ends it
 (`gradprobe.probe.steps`). Nothing happens in eval mode, with gradients
 disabled, or on a step the schedule skips. update_ratio: `gradprobe.probe.update`.
 """
@@ -107,9 +107,10 @@ class GradientProbe:
       given another layer's. A recurrent layer's own output sequence is its activation.
     - Steps: a torch optimiser's step on the model's parameters ends a step. Without one (a
       manual update loop), a parameter changed in place or a gradient reset or zeroed between
-      two backward passes ends it, seen at the next forward pass, so `record()` every k-th
-      step reports that step with its number. Backward passes with none of these in between
-      are gradient accumulation: pooled, and warned about if no optimiser ever steps.
+      two backward passes ends it, seen at the next forward pass or its backward, so
+      `record()` every k-th step reports that step with its number. Backward passes with
+      none of these in between are gradient accumulation: pooled, and warned about if no
+      optimiser ever steps.
     - A selected layer that yields no metric (no measured parameter, never called, no tensor
       output) is named in a warning, once.
     - torch.compile: attach before or after compiling, or pass the compiled module: the same

@@ -6,13 +6,14 @@ such event, so without help the output-gradient sums of steps that `record()` sk
 pool into the next recorded step (sqrt(k) times too large after k steps) and steps would be
 counted by `record()` calls. `StepTracker` notices the update instead: after each backward
 pass a post-accumulate-grad hook notes each measured parameter's gradient tensor, its
-version and the parameter's version; at the start of the next forward pass, a gradient set
-to None or replaced, a gradient changed in place (zeroed) or a parameter changed in place
-(updated) means the weights moved on: a step ended.
+version and the parameter's version; at the start of the next forward pass, and again at
+its backward's first output gradient (for loops that call `zero_grad()` between forward and
+backward), a gradient set to None or replaced, a gradient changed in place (zeroed) or a
+parameter changed in place (updated) means the weights moved on: a step ended.
 
 Not seen: an update through `p.data` (it bypasses version counters) together with a gradient
 that is neither reset nor zeroed; the probe then cannot tell the passes from gradient
-accumulation micro-batches, pools them, and warns (`pooled_passes`). Under DDP an
+accumulation micro-batches, pools them, and warns (`GradientProbe._warn_pooled`). Under DDP an
 all-reduce writes each gradient in place after backward, so there only a reset or replaced
 gradient or an updated parameter counts. Under torch.compile the forward-start check is
 traced away (no host-side check in compiled code): pass `record(step=...)` there, or use a
