@@ -176,6 +176,7 @@ class GradientProbe:
         self._step_handles: list[RemovableHandle] = []
         self._pooled: list[int] = []  # recorded steps that pooled several backward passes
         self._pooled_passes = 0  # how many, at the first of them
+        self._eager_forward = False  # the forward-start check ran (not compiled code)
         self._param_ids = {id(param) for param in self._model.parameters()}
         self._last_step: int | None = None  # the step of the last record() call
         self._constants = DeviceConstants(self._params.numels)
@@ -444,6 +445,7 @@ class GradientProbe:
         # a step ended without an optimiser; what no record() consumed belongs to it.
         if torch.compiler.is_compiling() or not self._steps.active:
             return
+        self._eager_forward = True
         if self._steps.step_ended():
             self._steps.reset()
             self._manual_steps += 1
@@ -479,6 +481,17 @@ class GradientProbe:
 
     def _warn_pooled(self) -> None:
         if not self._pooled or self._optimizer_steps:
+            return
+        if not self._eager_forward:  # compiled code runs no host-side check at forward start
+            self._warn(
+                "pooled",
+                f"record() at step {self._pooled[0]} pooled {self._pooled_passes} backward "
+                "passes into one step: no torch optimiser stepped the model, and under "
+                "torch.compile the probe cannot see a manual update between passes. If they "
+                "are accumulation micro-batches, that is intended; otherwise call record() "
+                "after every backward pass (every=k records fewer), or use a torch optimiser",
+            )
+            self._pooled.clear()
             return
         self._warn(
             "pooled",
