@@ -3,7 +3,7 @@
 Usage: call `record()` after backward (after all accumulation micro-steps) and before gradient
 clipping and the optimiser step (Lightning's `on_before_optimizer_step`):
 
-    probe = GradientProbe(model)              # every Conv and Linear, or model.probe_points
+    probe = GradientProbe(model)              # DEFAULT_LAYER_TYPES, or model.probe_points
     model = torch.compile(model)              # optional: attach first, or pass the compiled one
     with probe:                               # attach() ... detach()
         for images, labels in loader:
@@ -63,7 +63,7 @@ from gradprobe.probe.layers import (
     unwrap,
 )
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
-from gradprobe.probe.steps import StepTracker
+from gradprobe.probe.steps import StepTracker, pooled_message
 from gradprobe.probe.stream import StreamFiles
 from gradprobe.probe.update import UpdateWatcher
 from gradprobe.probe.wiring import Schedule
@@ -482,29 +482,8 @@ class GradientProbe:
     def _warn_pooled(self) -> None:
         if not self._pooled or self._optimizer_steps:
             return
-        if not self._eager_forward:  # compiled code runs no host-side check at forward start
-            self._warn(
-                "pooled",
-                f"record() at step {self._pooled[0]} pooled {self._pooled_passes} backward "
-                "passes into one step: no torch optimiser stepped the model, and under "
-                "torch.compile the probe cannot see a manual update between passes. If they "
-                "are accumulation micro-batches, that is intended; otherwise call record() "
-                "after every backward pass (every=k records fewer), or use a torch optimiser",
-            )
-            self._pooled.clear()
-            return
-        self._warn(
-            "pooled",
-            f"record() at step {self._pooled[0]} pooled {self._pooled_passes} backward passes "
-            "into one step: no torch optimiser stepped the model, and neither its parameters "
-            "nor their gradients changed in place between the passes, so the gradients "
-            "accumulated. Recorded values are those of the accumulated gradient "
-            "(output_grad_norm pooled over the passes). If the passes are accumulation "
-            "micro-batches, that is intended; if each is a step of a manual update loop, reset "
-            "the gradients between steps (model.zero_grad()) and update the parameters in "
-            "place without .data, or call record() after every backward pass (every=k records "
-            "fewer)",
-        )
+        self._warn("pooled", pooled_message(self._pooled[0], self._pooled_passes,
+                                            compiled=not self._eager_forward))
         self._pooled.clear()
 
     def _check_hooks_ran(self, armed: bool, step: int) -> None:

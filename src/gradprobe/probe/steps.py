@@ -84,3 +84,24 @@ class StepTracker:
 
     def recorded(self) -> None:
         self._fires = [0] * len(self._params)
+
+
+def pooled_message(step: int, passes: int, *, compiled: bool) -> str:
+    """The warning for a recorded step that pooled several backward passes, no optimiser
+    stepping the model (`compiled`: the forward-start check never ran eagerly)."""
+    head = (f"record() at step {step} pooled {passes} backward passes into one step: no torch "
+            "optimiser stepped the model, and ")
+    if compiled:
+        return head + (
+            "under torch.compile the probe cannot see a manual update between passes. If they "
+            "are accumulation micro-batches, that is intended; otherwise call record() after "
+            "every backward pass (every=k records fewer), or use a torch optimiser"
+        )
+    return head + (
+        "neither its parameters nor their gradients changed in place between the passes, so "
+        "the gradients accumulated. Recorded values are those of the accumulated gradient "
+        "(output_grad_norm pooled over the passes). If the passes are accumulation "
+        "micro-batches, that is intended; if each is a step of a manual update loop, reset the "
+        "gradients between steps (model.zero_grad()) and update the parameters in place "
+        "without .data, or call record() after every backward pass (every=k records fewer)"
+    )
