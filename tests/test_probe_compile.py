@@ -133,3 +133,20 @@ def test_every_n_under_compile_records_the_scheduled_steps_exactly() -> None:
     for step, values in expected.items():
         assert_matches(frame, step, values)
     assert not dynamo_utils.counters["graph_break"]
+
+
+def test_manual_update_loop_under_compile_is_warned_not_silent() -> None:
+    """Compiled code runs no host-side check at forward start, so a manual update between
+    passes is not seen: sparse record() pools the passes, and says so."""
+    model = mlp()
+    compiled = torch.compile(model, backend="aot_eager")
+    probe = GradientProbe(model, metrics=("output_grad_norm",))
+    with pytest.warns(UserWarning, match="under torch.compile the probe cannot see"), probe:
+        for step in range(8):
+            nn.functional.cross_entropy(compiled(batch(step)[0]), batch(step)[1]).backward()
+            if step % 4 == 0:
+                probe.record()
+            with torch.no_grad():
+                for param in model.parameters():
+                    param -= 0.1 * param.grad
+            model.zero_grad()

@@ -19,10 +19,11 @@ from gradprobe.probe.base import (
     list_metrics,
     register_statistic,
 )
-from gradprobe.probe.layers import LayerInfo
+from gradprobe.probe.layers import DEFAULT_LAYER_TYPES, LayerInfo
 from gradprobe.probe.probe import DEFAULT_METRICS, GradientProbe
 
 __all__ = [
+    "DEFAULT_LAYER_TYPES",
     "DEFAULT_METRICS",
     "GradientProbe",
     "LayerInfo",

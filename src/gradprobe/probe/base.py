@@ -28,7 +28,8 @@ from gradprobe.metrics import probe_metrics as catalog_metrics
 # - "output_grad": dLoss/d(layer output) of every call of the layer, given to `partials` at
 #   `record()` (the backward hooks only keep a reference to it).
 # - "activation": the output of the first activation module (ReLU, tanh, ...) that runs after the
-#   layer in the same forward pass, given to `partial` in the forward pass.
+#   layer and before the next probed layer in the same forward pass (a recurrent layer: its own
+#   output), given to `partial` in the forward pass.
 # - "update": the optimiser's step, read after it through `RecordContext.update_norms()`.
 
 TENSOR_SOURCES: tuple[Source, ...] = ("output_grad", "activation")

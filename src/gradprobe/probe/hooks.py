@@ -11,7 +11,11 @@ one, so that they trace into a torch.compile graph without a break:
   in cache, to Python floats (`Statistic.host_partial`, which reads the CPU value it guards
   precision with: no device to synchronise with); holding CPU gradients until `record()`
   measured slower (their memory is freed and faulted in again each step);
-- activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`).
+- activation hooks reduce the activation after a layer to partial sums (`Statistic.partial`):
+  the output of the first activation module that runs after the layer and before any other
+  probed layer. A layer that another probed layer follows first gets none (it is named in
+  `no_activation` and warned about), never the next layer's. A recurrent layer's output is
+  already its activation (tanh of its state), so its own output is measured.
 While `armed` is False (a step the schedule does not record) the hooks return at once.
 
 Under torch.compile a tensor hook on an intermediate output is traced into the graph, and
@@ -23,7 +27,7 @@ into a preallocated device tensor in place (`grad_sums`), which traces cleanly.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -47,8 +51,12 @@ def first_tensor(output: Any) -> Tensor | None:
 class Collector:
     """Hook callbacks and the tensors/partials they gathered since the step began."""
 
-    def __init__(self, model: nn.Module, layers: int, by_source: dict[Source, list[Statistic]]):
+    def __init__(
+        self, model: nn.Module, layers: int, by_source: dict[Source, list[Statistic]],
+        recurrent: frozenset[int] = frozenset(),
+    ) -> None:
         self._model = model
+        self._recurrent = recurrent  # layers whose own output is their activation
         self._by_source = by_source
         self.layers = layers
         self.enabled = False  # attached
@@ -58,6 +66,7 @@ class Collector:
         self.forward_seen = False  # a probed layer ran in a training forward since attach
         self.ran_this_step = False
         self.no_tensor_output: set[int] = set()
+        self.no_activation: set[int] = set()  # layers another probed layer followed first
         self.held: list[Tensor] = []  # output gradients of the step, one per (layer, 1st call)
         self.held_owners: list[int] = []
         self.host_sums: dict[int, list[float]] = {}  # layer -> output-grad sums + calls (CPU)
@@ -65,6 +74,11 @@ class Collector:
         self.partials: dict[Source, list[Tensor]] = {source: [] for source in TENSOR_SOURCES}
         self.owners: dict[Source, list[int]] = {source: [] for source in TENSOR_SOURCES}
         self._awaiting_activation: list[int] = []
+        # Eager only: called at the first output gradient after each forward pass, before this
+        # pass reaches the parameters (the probe checks there for a manual update's end of step).
+        self.on_backward_start: Callable[[], None] | None = None
+        self._backward_checked = True
+        self._activation_mark = 0  # activation partials gathered before this forward pass
         self._grad_hooks = [functools.partial(self.on_output_grad, i) for i in range(layers)]
         self._sum_hooks = [functools.partial(self.on_output_grad_summed, i) for i in range(layers)]
         width = sum(stat.width for stat in by_source["output_grad"])
@@ -90,6 +104,25 @@ class Collector:
         self._awaiting_activation.clear()
         self.ran_this_step = False
 
+    def forward_started(self) -> None:
+        """A forward pass begins (eager): check again at its backward's first gradient."""
+        self._backward_checked = False
+        self._activation_mark = len(self.partials["activation"])
+
+    def drop_earlier_passes(self) -> None:
+        """A step ended between this pass's forward and its backward: forget the output
+        gradients of earlier passes and the activations of earlier forward passes."""
+        self.held.clear()
+        self.held_owners.clear()
+        self.host_sums.clear()
+        self._held_layers.clear()
+        self.partials["output_grad"].clear()
+        self.owners["output_grad"].clear()
+        self.grad_sums.zero_()
+        mark = self._activation_mark
+        del self.partials["activation"][:mark], self.owners["activation"][:mark]
+        self._activation_mark = 0
+
     # ------------------------------------------------------------------------------ hooks
     def _active(self) -> bool:
         return self.enabled and self._model.training and torch.is_grad_enabled()
@@ -111,13 +144,30 @@ class Collector:
             self.no_tensor_output.update(indices)
             return
         if self._by_source["activation"]:
-            self._awaiting_activation.extend(indices)
+            self._await_activation(indices, tensor)
         if self._by_source["output_grad"] and tensor.requires_grad:
             hooks = self._sum_hooks if torch.compiler.is_compiling() else self._grad_hooks
             for index in indices:
                 tensor.register_hook(hooks[index])
 
+    def _await_activation(self, indices: Sequence[int], tensor: Tensor) -> None:
+        """A probed layer ran: layers still waiting for an activation get none (the next
+        activation belongs to this layer), and this one waits for its own."""
+        # In-place list updates only: dynamo replays them in order (a reassigned attribute
+        # was read stale by the next hook under torch.compile).
+        awaiting = self._awaiting_activation
+        self.no_activation.update([i for i in awaiting if i not in indices])
+        awaiting.clear()
+        awaiting.extend([i for i in indices if i not in self._recurrent])
+        recurrent = tuple(i for i in indices if i in self._recurrent)
+        if recurrent:
+            self.add_partials("activation", recurrent, tensor.detach())
+
     def on_output_grad(self, index: int, grad: Tensor) -> None:
+        if not self._backward_checked and self.enabled:
+            self._backward_checked = True
+            if self.on_backward_start is not None:
+                self.on_backward_start()  # may end the step and re-arm
         if not (self.enabled and self.armed):  # a graph built before detach() may still run
             return
         if grad.device.type == "cpu" and self._host_partials(index, grad.detach()):
@@ -156,7 +206,8 @@ class Collector:
         self._awaiting_activation.clear()  # the last layers of the previous pass have no successor
 
     def on_activation(self, _m: nn.Module, _i: Any, output: Any) -> None:
-        owners, self._awaiting_activation = self._awaiting_activation, []
+        owners = list(self._awaiting_activation)
+        self._awaiting_activation.clear()
         if owners and isinstance(output, Tensor) and self._active() and self.armed:
             self.add_partials("activation", owners, output.detach())
 

@@ -13,11 +13,20 @@ from torch import nn
 
 from gradprobe.errors import InputError
 
-LayerSelector = None | Sequence[type[nn.Module]] | Sequence[str] | Callable[[str, nn.Module], bool]
+LayerSelector = (
+    None | str | Sequence[type[nn.Module]] | Sequence[str] | Callable[[str, nn.Module], bool]
+)
+ALL_LAYERS = "all"  # layers="all": every module with a trainable parameter of its own
 
-# Attention is included for its in_proj_weight, which no Linear submodule holds.
+# Every convolution (transposed too: a UNet's upsampling path), Linear, recurrent layer
+# (nn.RNN/LSTM/GRU: their weight_ih_l*/weight_hh_l*) and attention (its in_proj_weight, which
+# no Linear submodule holds). Embeddings and normalisation layers are opt-in (layers="all"):
+# their "weight" is a lookup table or a per-channel scale, not a layer the gradient flows back
+# through.
 DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MultiheadAttention,
+    nn.Conv1d, nn.Conv2d, nn.Conv3d,
+    nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.RNNBase, nn.MultiheadAttention,
 )
 
 # Elementwise nonlinearities from torch.nn: the first of these to run after a probed layer is
@@ -86,21 +95,42 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def kind_of(module: nn.Module) -> str:
-    """The kind of a module: "conv", "linear", or its lower-cased class name."""
+    """The kind of a module: "conv" (transposed too), "linear", "recurrent" (nn.RNN, LSTM,
+    GRU), or its lower-cased class name."""
     if isinstance(module, nn.modules.conv._ConvNd):
         return "conv"
     if isinstance(module, nn.Linear):
         return "linear"
+    if isinstance(module, nn.RNNBase):
+        return "recurrent"
     return type(module).__name__.lower()
+
+
+def has_own_parameter(module: nn.Module) -> bool:
+    """Whether `module` has a trainable parameter of its own (not only in submodules)."""
+    return any(param.requires_grad for param in module.parameters(recurse=False))
+
+
+def unprobed_weighted_modules(
+    model: nn.Module, selected: Sequence[SelectedLayer]
+) -> list[tuple[str, nn.Module]]:
+    """Modules with a trainable parameter of their own that are not probed, in
+    `named_modules()` order (the root module included, named "(root)")."""
+    chosen = {id(layer.module) for layer in selected}
+    return [
+        (name or "(root)", module) for name, module in model.named_modules()
+        if id(module) not in chosen and has_own_parameter(module)
+    ]
 
 
 def select_layers(model: nn.Module, layers: LayerSelector = None) -> list[SelectedLayer]:
     """The modules of `model` to probe, in `named_modules()` order.
 
-    `layers` is None (the model's `probe_points` when it declares them, else every
-    Conv1d/2d/3d, Linear and MultiheadAttention), a sequence of module types, a sequence of
-    module names, or a predicate
-    `(name, module) -> bool`.
+    `layers` is None (the model's `probe_points` when it declares them, else every module of
+    `DEFAULT_LAYER_TYPES`: Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear, RNN/LSTM/GRU and
+    MultiheadAttention), "all" (every module with a trainable parameter of its own:
+    the defaults plus Embedding, LayerNorm, BatchNorm, ... and custom modules), a sequence of
+    module types, a sequence of module names, or a predicate `(name, module) -> bool`.
     """
     modules = dict(model.named_modules())
     if layers is None and hasattr(model, "probe_points"):
@@ -138,12 +168,14 @@ def _predicate(
 ) -> Callable[[str, nn.Module], bool]:
     if layers is None:
         return lambda _name, module: isinstance(module, DEFAULT_LAYER_TYPES)
+    if layers == ALL_LAYERS:
+        return lambda _name, module: has_own_parameter(module)
     if callable(layers) and not isinstance(layers, type):
         return layers
     if isinstance(layers, (str, type)) or not isinstance(layers, Sequence):
         raise InputError(
-            f"layers={layers!r} is not a list; pass a list of module types or names, or a "
-            "predicate (name, module) -> bool"
+            f"layers={layers!r} is not a list; pass 'all', a list of module types or names, "
+            "or a predicate (name, module) -> bool"
         )
     if all(isinstance(item, type) and issubclass(item, nn.Module) for item in layers):
         types = tuple(layers)

@@ -1,8 +1,10 @@
 """Which parameters each probed layer measures, and their norms combined per layer.
 
 A layer's "weight" metrics are over its measured parameters: `module.weight` when it has one,
-else every direct parameter whose name ends in "weight" (nn.MultiheadAttention's
-`in_proj_weight`, or `q/k/v_proj_weight`); with `parameters="all"`, every direct parameter
+else every direct parameter named like a weight: ending in "weight" (nn.MultiheadAttention's
+`in_proj_weight`, or `q/k/v_proj_weight`) or starting with "weight_" (a recurrent layer's
+`weight_ih_l0`, `weight_hh_l0`, `weight_hh_l1_reverse`, `weight_hr_l0`: every layer and
+direction of an nn.RNN/LSTM/GRU together); with `parameters="all"`, every direct parameter
 (biases too). A layer measuring several parameters reports the norm of their concatenation.
 A parameter shared by several layers (tied weights) is normed once and counted once in the
 global norm.
@@ -32,7 +34,12 @@ def measured_parameters(module: nn.Module, choice: ParameterChoice) -> list[Tens
     weight = getattr(module, "weight", None)
     if isinstance(weight, Tensor):
         return [weight]
-    return [param for name, param in direct if name.endswith("weight")]
+    return [param for name, param in direct if is_weight_name(name)]
+
+
+def is_weight_name(name: str) -> bool:
+    """A parameter named like a weight: `weight`, `in_proj_weight`, `weight_ih_l0_reverse`."""
+    return name.endswith("weight") or name.startswith("weight_")
 
 
 class LayerParameters:

@@ -3,7 +3,7 @@
 Usage: call `record()` after backward (after all accumulation micro-steps) and before gradient
 clipping and the optimiser step (Lightning's `on_before_optimizer_step`):
 
-    probe = GradientProbe(model)              # every Conv and Linear, or model.probe_points
+    probe = GradientProbe(model)              # DEFAULT_LAYER_TYPES, or model.probe_points
     model = torch.compile(model)              # optional: attach first, or pass the compiled one
     with probe:                               # attach() ... detach()
         for images, labels in loader:
@@ -26,7 +26,9 @@ reduces them in one fused, precision-guarded pass, all-reduces across DDP ranks,
 gradients with one `torch._foreach_norm` and copies one (layers, metrics) row into a device
 buffer: no host synchronisation on an accelerator until `flush()`. Any optimiser step on the
 model's parameters ends the step and drops what `record()` did not consume, so recording every N
-steps reports the step recorded, not a sum over N. Nothing happens in eval mode, with gradients
+steps reports the step recorded, not a sum over N; without a torch optimiser, a manual update
+(parameters changed in place, gradients reset or zeroed) seen at the next pass ends it
+(`gradprobe.probe.steps`). Nothing happens in eval mode, with gradients
 disabled, or on a step the schedule skips. update_ratio: `gradprobe.probe.update`.
 """
 
@@ -53,8 +55,15 @@ from gradprobe.probe.constants import DeviceConstants
 from gradprobe.probe.frame import LayerTable, tidy_frame
 from gradprobe.probe.history import History, stack_row
 from gradprobe.probe.hooks import Collector
-from gradprobe.probe.layers import LayerInfo, LayerSelector, select_layers, unwrap
+from gradprobe.probe.layers import (
+    LayerInfo,
+    LayerSelector,
+    select_layers,
+    unprobed_weighted_modules,
+    unwrap,
+)
 from gradprobe.probe.params import LayerParameters, ParameterChoice, measured_parameters
+from gradprobe.probe.steps import StepTracker, pooled_message
 from gradprobe.probe.stream import StreamFiles
 from gradprobe.probe.update import UpdateWatcher
 from gradprobe.probe.wiring import Schedule
@@ -69,12 +78,17 @@ STATE_FORMAT = 1  # version of `state_dict()`'s layout
 class GradientProbe:
     """Records per-layer gradient statistics of `model` at each scheduled optimiser step.
 
-    `layers`: None (the model's `probe_points` when it declares them, else every Conv and
-    Linear), module types, module names, or a predicate `(name, module) -> bool`.
+    `layers`: None (the model's `probe_points` when it declares them, else every module of
+    `DEFAULT_LAYER_TYPES`: Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear, RNN/LSTM/GRU,
+    MultiheadAttention), "all" (every module with a trainable parameter of its own, adding
+    Embedding, LayerNorm, BatchNorm and custom modules), module types, module names, or a
+    predicate `(name, module) -> bool`. With the default selection every other module with a
+    trainable parameter of its own is named in one warning that says how to include it.
     `metrics`: names from `list_metrics()`. `every`: record steps divisible by k, or a callable
     `step -> bool`; on other steps the hooks do no work. `parameters`: "weights" (each layer's
-    weight, or its `*weight` parameters such as attention's `in_proj_weight`) or "all" (biases
-    and every other direct parameter too). `distributed`: all-reduce output statistics over the
+    weight, or its parameters named like one: attention's `in_proj_weight`, a recurrent layer's
+    `weight_ih_l*`/`weight_hh_l*` of every layer and direction together) or "all" (biases and
+    every other direct parameter too). `distributed`: all-reduce output statistics over the
     default process group; None = when torch.distributed is initialised with several ranks.
     `stream_to`: a Parquet path the history streams to (see `stream_to()`).
 
@@ -84,8 +98,19 @@ class GradientProbe:
       concatenated gradients, sqrt of the summed squares), and its weight gradient is the one
       autograd accumulated. Its depth is that of its first call.
     - A module returning a tuple is measured on its first tensor (nn.MultiheadAttention's
-      attention output); an attention's `out_proj`, which its parent applies functionally, gets
-      its output gradient from that same tensor.
+      attention output; an nn.RNN/LSTM/GRU's output sequence, all time steps and both
+      directions, not its final states h_n/c_n); an attention's `out_proj`, which its parent
+      applies functionally, gets its output gradient from that same tensor.
+    - Activation metrics read the output of the first activation module (nn.ReLU, nn.Tanh, ...)
+      that runs after the layer and before the next probed layer; a layer without one (a
+      functional F.relu, or none) has no activation metrics and is named in a warning, never
+      given another layer's. A recurrent layer's own output sequence is its activation.
+    - Steps: a torch optimiser's step on the model's parameters ends a step. Without one (a
+      manual update loop), a parameter changed in place or a gradient reset or zeroed between
+      two backward passes ends it, seen at the next forward pass or its backward, so
+      `record()` every k-th step reports that step with its number. Backward passes with
+      none of these in between are gradient accumulation: pooled, and warned about if no
+      optimiser ever steps.
     - A selected layer that yields no metric (no measured parameter, never called, no tensor
       output) is named in a warning, once.
     - torch.compile: attach before or after compiling, or pass the compiled module: the same
@@ -111,9 +136,15 @@ class GradientProbe:
     ) -> None:
         self._model = unwrap(model)
         selected = select_layers(self._model, layers)
+        # Only the default selection names what it leaves out: a model's probe_points and an
+        # explicit `layers` are deliberate choices.
+        declared = layers is None and hasattr(self._model, "probe_points")
+        self._unprobed = ([] if layers is not None or declared
+                          else unprobed_weighted_modules(self._model, selected))
         self._names = [layer.name for layer in selected]
         self._kinds = [layer.kind for layer in selected]
         self._modules = [layer.module for layer in selected]
+        self._parameters = parameters
         self._params = LayerParameters(
             [measured_parameters(module, parameters) for module in self._modules]
         )
@@ -127,13 +158,25 @@ class GradientProbe:
         self._should_record = wiring.schedule(every)
         self._distributed = distributed
         self._history = History(len(selected), len(self._statistics))
-        self._collector = Collector(self._model, len(selected), self._by_source)
+        recurrent = frozenset(i for i, module in enumerate(self._modules)
+                              if isinstance(module, nn.RNNBase))
+        self._collector = Collector(self._model, len(selected), self._by_source, recurrent)
+        self._collector.on_backward_start = self._on_backward_start
         self.epoch = 0  # the epoch `record()` uses when given none
 
         self._attached = False
         self._handles: list[RemovableHandle] = []
         self._optimizers: list[Optimizer] = []
         self._optimizer_steps = 0  # optimiser steps seen on the model's parameters
+        self._manual_steps = 0  # steps ended by a manual update (no torch optimiser)
+        self._steps = StepTracker(
+            self._params.params,
+            grads_written_after_backward=isinstance(model, nn.parallel.DistributedDataParallel),
+        )
+        self._step_handles: list[RemovableHandle] = []
+        self._pooled: list[int] = []  # recorded steps that pooled several backward passes
+        self._pooled_passes = 0  # how many, at the first of them
+        self._eager_forward = False  # the forward-start check ran (not compiled code)
         self._param_ids = {id(param) for param in self._model.parameters()}
         self._last_step: int | None = None  # the step of the last record() call
         self._constants = DeviceConstants(self._params.numels)
@@ -159,16 +202,25 @@ class GradientProbe:
         collector.armed = self._should_record(self._expected_step())
         for optimizer in self._optimizers:
             self._handles += self._updates.hook(optimizer)
+        self._handles.append(self._model.register_forward_pre_hook(self._on_forward_start))
+        if not self._optimizers and not self._optimizer_steps:
+            self._step_handles = self._steps.hook()
         wiring.warn_parameterless(self._names, self._modules, self._params.empty,
                                   self._by_source, self._warn)
+        measured_by = {id(param): name for name, module in zip(self._names, self._modules,
+                                                              strict=True)
+                       for param in measured_parameters(module, self._parameters)}
+        wiring.warn_unprobed(self._unprobed, measured_by, self._warn)
         return self
 
     def detach(self) -> None:
         """Remove every hook this probe registered and drop partial sums not yet recorded;
         finish the stream, if any (`finish_stream`)."""
+        self._warn_pooled()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._stop_tracking_steps()
         self._attached = self._collector.enabled = False
         self._collector.clear()
         self._updates.drop()
@@ -197,6 +249,7 @@ class GradientProbe:
         if any(watched is optimizer for watched in self._optimizers):
             raise InputError("this optimizer is already watched by the probe; watch it once")
         self._optimizers.append(optimizer)
+        self._stop_tracking_steps()  # its steps end the steps
         if self._attached:
             self._handles += self._updates.hook(optimizer)
         return self
@@ -252,6 +305,7 @@ class GradientProbe:
             )
         armed = collector.armed
         self._last_step = step
+        self._check_pooled(step, should_record)
         if not should_record:
             self._end_step()
             return False
@@ -368,7 +422,7 @@ class GradientProbe:
     def _expected_step(self) -> int:
         """The step the next `record()` without arguments gets."""
         after_last = 0 if self._last_step is None else self._last_step + 1
-        return max(after_last, self._optimizer_steps)
+        return max(after_last, self._optimizer_steps + self._manual_steps)
 
     def _end_step(self) -> None:
         """Drop what the hooks gathered and arm them for the next step if it is recorded."""
@@ -382,7 +436,55 @@ class GradientProbe:
         if any(id(p) in self._param_ids for group in optimizer.param_groups
                for p in group["params"][:1]):
             self._optimizer_steps += 1
+            self._stop_tracking_steps()  # the optimiser's steps end the steps from now on
+            self._pooled.clear()  # those were accumulation micro-batches
             self._end_step()
+
+    def _on_forward_start(self, _module: nn.Module, _args: Any) -> None:
+        # A manual update loop: the weights or gradients changed since the last backward, so
+        # a step ended without an optimiser; what no record() consumed belongs to it.
+        if torch.compiler.is_compiling() or not self._steps.active:
+            return
+        self._eager_forward = True
+        if self._steps.step_ended():
+            self._steps.reset()
+            self._manual_steps += 1
+            self._end_step()
+        self._collector.forward_started()
+
+    def _on_backward_start(self) -> None:
+        # The same check where zero_grad() comes after the forward pass, before backward:
+        # only this pass's activations and none of its output gradients are gathered yet.
+        if self._steps.active and self._steps.step_ended():
+            self._steps.reset()
+            self._manual_steps += 1
+            self._collector.drop_earlier_passes()
+            self._collector.armed = self._should_record(self._expected_step())
+
+    def _stop_tracking_steps(self) -> None:
+        for handle in self._step_handles:
+            handle.remove()
+        self._step_handles.clear()
+        self._steps.active = False
+        self._steps.reset()
+
+    def _check_pooled(self, step: int, should_record: bool) -> None:
+        """Note a recorded step that pooled several backward passes without an optimiser; warn
+        once no optimiser step followed (then they were not accumulation micro-batches)."""
+        passes = self._steps.passes_since_record()
+        self._steps.recorded()
+        self._warn_pooled()
+        if should_record and passes > 1 and self._steps.active:
+            if not self._pooled:
+                self._pooled_passes = passes
+            self._pooled.append(step)
+
+    def _warn_pooled(self) -> None:
+        if not self._pooled or self._optimizer_steps:
+            return
+        self._warn("pooled", pooled_message(self._pooled[0], self._pooled_passes,
+                                            compiled=not self._eager_forward))
+        self._pooled.clear()
 
     def _check_hooks_ran(self, armed: bool, step: int) -> None:
         # Only needed (and only computed) when no hook has ever fired.
@@ -391,6 +493,8 @@ class GradientProbe:
         )
         wiring.check_hooks_ran(self._collector, self._names, self._by_source, grads, armed,
                                step, self._expected_step(), self._warn)
+        if self._by_source["activation"]:
+            wiring.warn_no_activation(self._names, self._collector.no_activation, self._warn)
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -107,7 +107,9 @@ class ActivationMean(Statistic):
 
     "The activation after the layer" is the output of the first activation module (ReLU,
     tanh, sigmoid, ...; see `gradprobe.probe.layers.ACTIVATION_TYPES`) that runs after the layer
-    in the same forward pass; a layer with none after it has no value.
+    and before the next probed layer in the same forward pass; a layer with none there (a
+    functional F.relu) has no value, never the next layer's. A recurrent layer (nn.RNN, LSTM,
+    GRU) has its own output sequence as its activation.
     """
 
     name = "activation_mean"

@@ -24,6 +24,7 @@ from gradprobe.probe.layers import ACTIVATION_TYPES
 from gradprobe.probe.norms import accumulator_dtype
 
 Schedule = int | Callable[[int], bool]
+_NAMES_PER_TYPE = 6  # unprobed modules named per type in the warning; the rest are counted
 Warn = Callable[[str, str], None]
 
 
@@ -105,13 +106,76 @@ def warn_parameterless(
     if not by_source["weight_grad"] and not by_source["update"]:
         return
     for name, module, nothing in zip(names, modules, empty, strict=True):
-        if nothing:
-            warn(
-                f"no-params:{name}",
-                f"probed layer {name!r} ({type(module).__name__}) has no measured parameter "
-                "of its own, so it has no weight metrics; pass parameters='all' to include "
-                "biases, or select its submodules",
-            )
+        if not nothing:
+            continue
+        own = [param_name for param_name, _ in module.named_parameters(recurse=False)]
+        if own:
+            fix = (f"its parameters ({', '.join(own)}) are not named like a weight; pass "
+                   "parameters='all' to measure every parameter of the layer")
+        elif any(True for _ in module.parameters()):
+            fix = ("its parameters belong to its submodules; select those (layers='all', "
+                   "or their names from model.named_modules())")
+        else:
+            fix = "it has no parameter at all; leave it out of layers="
+        warn(
+            f"no-params:{name}",
+            f"probed layer {name!r} ({type(module).__name__}) has no weight of its own, so it "
+            f"has no weight metrics: {fix}",
+        )
+
+
+def warn_unprobed(
+    unprobed: list[tuple[str, nn.Module]], measured_by: dict[int, str], warn: Warn
+) -> None:
+    """Name, once, every module with a trainable parameter that the default selection skips,
+    with why and how to include it. `measured_by`: id(parameter) -> the probed layer whose
+    weight metrics cover it (a tied weight)."""
+    if not unprobed:
+        return
+
+    def describe(name: str, module: nn.Module) -> str:
+        owners = {measured_by.get(id(param)) for param in module.parameters(recurse=False)
+                  if param.requires_grad}
+        if None in owners:
+            return f"{name!r} ({type(module).__name__})"
+        tied = ", ".join(repr(owner) for owner in sorted(owners))  # type: ignore[arg-type]
+        return f"{name!r} ({type(module).__name__}; its weight is measured as part of {tied})"
+
+    by_type: dict[str, list[str]] = {}
+    for name, module in unprobed:
+        by_type.setdefault(type(module).__name__, []).append(describe(name, module))
+    # Every module is counted; past _NAMES_PER_TYPE of one type (a ResNet's BatchNorms) the
+    # rest are counted only: they share the reason and the fix.
+    listed = ", ".join(
+        ", ".join(described[:_NAMES_PER_TYPE])
+        + (f" and {len(described) - _NAMES_PER_TYPE} more {kind}" if len(described)
+           > _NAMES_PER_TYPE else "")
+        for kind, described in by_type.items()
+    )
+    warn(
+        "unprobed",
+        f"GradientProbe does not probe {len(unprobed)} module(s) with trainable parameters "
+        f"of their own (no metrics of their own): {listed}. By default it probes "
+        "convolutions (transposed too), Linear, RNN/LSTM/GRU and MultiheadAttention; "
+        "embeddings, normalisation layers and module types it does not know are opt-in. To "
+        "include them pass layers='all' (every module with a parameter of its own), or list "
+        "the types or names, e.g. "
+        "layers=[*gradprobe.probe.DEFAULT_LAYER_TYPES, nn.Embedding, nn.LayerNorm]",
+    )
+
+
+def warn_no_activation(names: list[str], missing: set[int], warn: Warn) -> None:
+    """Name, once, each layer whose activation statistics are left out, and why."""
+    for index in sorted(missing):
+        name = names[index]
+        warn(
+            f"no-activation:{name}",
+            f"probed layer {name!r}: no activation module (nn.ReLU, nn.Tanh, ...; see "
+            "gradprobe.probe.layers.ACTIVATION_TYPES) ran after it before the next probed "
+            "layer, so activation_mean, activation_std and dead_fraction are left out for it "
+            "(rather than taken from another layer). A functional activation (F.relu, "
+            "torch.tanh) is not seen: use the module (nn.ReLU()) to measure it",
+        )
 
 
 def create_statistics(metrics: Sequence[str]) -> list[Statistic]:
@@ -192,17 +256,17 @@ def layer_hooks(
     """Register the collector's forward hooks on each probed layer (and on the parent that
     applies a layer functionally), plus the activation hooks when `activations`."""
     handles: list[RemovableHandle] = []
-    routes: dict[int, list[int]] = {}  # id(module) whose output is also these layers'
+    routes: dict[int, list[int]] = {}  # id(module) -> the layers whose output is its output
     hosts: dict[int, nn.Module] = {}
     for index, module in enumerate(modules):
-        hook = functools.partial(collector.on_layer_output, (index,))
-        handles.append(module.register_forward_hook(hook))
+        routes.setdefault(id(module), []).append(index)
+        hosts[id(module)] = module
         parent = functional_parent(model, module)
-        if parent is not None:
+        if parent is not None:  # a parent that is probed too gets one hook for both
             routes.setdefault(id(parent), []).append(index)
             hosts[id(parent)] = parent
     for key, indices in routes.items():
-        hook = functools.partial(collector.on_layer_output, tuple(indices))
+        hook = functools.partial(collector.on_layer_output, tuple(sorted(indices)))
         handles.append(hosts[key].register_forward_hook(hook))
     if activations:
         handles.append(model.register_forward_pre_hook(collector.on_forward_start))
