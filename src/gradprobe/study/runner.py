@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,10 +22,12 @@ from gradprobe.study.executors import (
     RunTask,
     execute_local,
     execute_pool,
-    execute_ray,
+    ray_cluster,
+    run_ray,
 )
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
+from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
 
 
@@ -98,22 +102,43 @@ def run_study(
     # Everything that can be refused is refused before the first run starts or a file is written.
     _check_same_study(study_dir, study, progress)
     check_runs(tasks, here=execution.executor != "ray")
-    for line in describe_plan(study, study_dir):
-        progress.message(line)
-    prepare_output_dir(study_dir)
-    record.write_study_file(study_dir, study.to_yaml_dict())
-    if execution.executor == "ray":
-        outcomes = execute_ray(tasks, progress, address=execution.ray_address)
-    elif execution.jobs > 1:
-        outcomes = execute_pool(tasks, execution.jobs, progress)
-    else:
-        outcomes = execute_local(tasks, progress)
+    with open_executor(execution, tasks) as execute:  # Ray: connected and checked here
+        for line in describe_plan(study, study_dir):
+            progress.message(line)
+        prepare_output_dir(study_dir)
+        _remove_stale_temporaries(study_dir)
+        record.write_study_file(study_dir, study.to_yaml_dict())
+        # SIGINT/SIGTERM: StudyInterrupted, once every run was stopped and recorded
+        outcomes = execute(progress)
     result = StudyResult(study_dir, outcomes, rows=summary_rows(study_dir, study, outcomes))
     if write_report:
         from gradprobe.analysis import write_report as render
 
         result.report = render(study_dir)
     return result
+
+
+@contextmanager
+def open_executor(execution: ExecutionConfig,
+                  tasks: list[RunTask]) -> Iterator[Callable[[Progress], list[RunOutcome]]]:
+    """The function that trains `tasks`, given a Progress. For Ray, the cluster is connected
+    to and checked on entering, so a bad address or cluster is refused before any file is
+    written."""
+    if execution.executor == "ray":
+        with ray_cluster(tasks, execution.ray_address) as gpus_per_run:
+            yield lambda progress: run_ray(tasks, progress, gpus_per_run)
+    elif execution.jobs > 1:
+        yield lambda progress: execute_pool(tasks, execution.jobs, progress)
+    else:
+        yield lambda progress: execute_local(tasks, progress)
+
+
+def _remove_stale_temporaries(study_dir: Path) -> None:
+    """The temporary files a killed report writer left (a SIGKILL between creating one and
+    renaming it); the run directories' own are removed by each run, under its lock."""
+    for directory in (study_dir, study_dir / record.FIGURES_DIR):
+        if directory.is_dir():
+            remove_stale_temporaries(directory)
 
 
 def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> ExecutionConfig:
