@@ -64,17 +64,17 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def handling() -> Iterator[None]:
-    """Raise `Interrupted` on the first SIGINT or SIGTERM while inside; restore the previous
+def handling(signals: tuple[int, ...] = SIGNALS) -> Iterator[None]:
+    """Raise `Interrupted` on the first of `signals` while inside; restore the previous
     handlers afterwards. Nested calls share the outer one; off the main thread it does nothing
     (Python delivers signals to the main thread only)."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is _handler:
         yield
         return
-    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    previous: dict[int, Any] = {signum: signal.getsignal(signum) for signum in signals}
     _received.clear()
-    for signum in SIGNALS:
+    for signum in signals:
         signal.signal(signum, _handler)
     try:
         yield

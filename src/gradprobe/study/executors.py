@@ -161,7 +161,7 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
                 _stop_workers(workers, caught[0], progress, settle)
         finally:  # also on an error of this process's own: no worker outlives the study
             for worker in workers:
-                worker.end()
+                worker.retire()
     ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
     if caught:
         raise StudyInterrupted(caught[0], ordered)
@@ -181,6 +181,9 @@ def _stop_workers(workers: list[_Worker], signum: int, progress: Progress,
     while any(w.task for w in workers) and time.monotonic() < deadline and \
             len(interrupts.received()) < 2:
         for worker, outcome in _collect(workers, 0.05):
+            if outcome.state is RunState.INTERRUPTED:  # named by the study's signal, not SIGTERM
+                outcome = RunOutcome(outcome.name, outcome.state,
+                                     interrupted(worker.last_task, signum).message)
             settle(worker, outcome)
     for worker in [w for w in workers if w.task is not None]:
         task = worker.task
@@ -198,12 +201,13 @@ class _Worker:
         self.process: SpawnProcess = context.Process(
             target=_worker_main, args=(child, os.getpid(), progress), daemon=True,
             name="gradprobe-worker")
-        # Started with SIGINT blocked, which the child inherits: the terminal's Ctrl-C reaches
-        # this process only, which then stops the workers itself (SIGTERM).
-        with _sigint_blocked():
+        # The terminal's Ctrl-C reaches this process only, which then stops the workers itself
+        # (SIGTERM): a worker never dies half-way through recording its run.
+        with _sigint_ignored_by_children():
             self.process.start()
         child.close()
         self.task: RunTask | None = None
+        self.last_task: RunTask | None = None
         self.died = False
         self.stopping = False  # told to stop: a death now is the interrupt's, not a failure
 
@@ -212,7 +216,7 @@ class _Worker:
         return not self.died and self.process.is_alive()
 
     def assign(self, task: RunTask) -> None:
-        self.task = task
+        self.task = self.last_task = task
         with suppress(OSError):  # it is already dead: collect() reports the run as its worker's
             self.conn.send(task)
 
@@ -248,10 +252,11 @@ class _Worker:
                 os.kill(self.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
 
     def retire(self) -> None:
-        """No more runs for it: it exits by itself."""
-        with suppress(OSError):
-            self.conn.send(None)
-        self.process.join(timeout=5)
+        """No more runs for it: an idle worker exits by itself; a busy one is killed."""
+        if self.task is None and not self.died:
+            with suppress(OSError):
+                self.conn.send(None)
+            self.process.join(timeout=5)
         self.end()
 
     def end(self) -> None:
@@ -285,7 +290,8 @@ def _worker_main(conn: Connection, parent_pid: int, progress: Progress) -> None:
     interrupts.exit_with_parent(parent_pid)
     load_data = functools.cache(load_dataset_from_config)  # each dataset loaded once per worker
     task: RunTask | None = None
-    with interrupts.handling():
+    # SIGTERM only: SIGINT stays ignored (see _Worker), the main process stops its workers
+    with interrupts.handling((signal.SIGTERM,)):
         try:
             while not interrupts.received():
                 task = conn.recv()
@@ -311,15 +317,20 @@ def _send(conn: Connection, outcome: RunOutcome) -> None:
 
 
 @contextmanager
-def _sigint_blocked() -> Iterator[None]:
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started inside ignore SIGINT (an ignored signal stays ignored across exec, and
+    Python then leaves it so). SIGINT is blocked meanwhile, so one that arrives is not lost but
+    delivered to this process's own handler afterwards."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
 def _exit_text(exitcode: int | None) -> str:
