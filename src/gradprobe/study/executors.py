@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -28,6 +30,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from gradprobe import interrupts, record
 from gradprobe.config import DataConfig, RunConfig
@@ -288,6 +292,9 @@ def _collect(workers: list[_Worker], timeout: float) -> list[tuple[_Worker, RunO
 def _worker_main(conn: Connection, parent_pid: int, progress: Progress) -> None:
     """A worker process: train the runs it is sent, one at a time, until told to stop."""
     interrupts.exit_with_parent(parent_pid)
+    # tqdm's default lock is a multiprocessing one, a semaphore that a killed worker would leak;
+    # this process's lines need only a thread lock.
+    tqdm.set_lock(threading.RLock())
     load_data = functools.cache(load_dataset_from_config)  # each dataset loaded once per worker
     task: RunTask | None = None
     # SIGTERM only: SIGINT stays ignored (see _Worker), the main process stops its workers
@@ -304,6 +311,11 @@ def _worker_main(conn: Connection, parent_pid: int, progress: Progress) -> None:
         except KeyboardInterrupt as interrupt:  # the trainer marked the run "interrupted"
             if task is not None:
                 _send(conn, interrupted(task, signum_of(interrupt)))
+            # Everything is recorded (every file was written atomically): skip the interpreter's
+            # slow teardown (torch's, seconds on a loaded machine), the study waits for it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(interrupt.exit_code if isinstance(interrupt, Interrupted) else 130)
         except (EOFError, OSError):  # the main process is gone
             pass
 
