@@ -38,11 +38,11 @@ RUN_FILES = ("metrics.csv", "gradients.parquet", "summary.json")
 
 
 def spec() -> dict:
-    """Four runs of ~25 tiny epochs: long enough to be caught mid-way, short enough to finish."""
+    """Four runs of 15 tiny epochs: long enough to be caught mid-way, short enough to finish."""
     return {
         "name": "interrupt",
         "data": {"image_size": 16, "images_per_class": 32},
-        "train": {"epochs": 25, "batch_size": 8, "max_steps_per_epoch": 8},
+        "train": {"epochs": 15, "batch_size": 8, "max_steps_per_epoch": 8},
         "model": {"width": 0.25},
         "runs": [{"model": "plain_stack", "name": "a", "options": {"depth": 4}},
                  {"model": "plain_stack", "name": "b", "options": {"depth": 5}},
@@ -64,11 +64,34 @@ def command(spec_file: Path, out: Path, jobs: int) -> list[str]:
             "--out", str(out), "--jobs", str(jobs)]
 
 
-def start(spec_file: Path, out: Path, jobs: int) -> subprocess.Popen[str]:
-    # its own session: the process group a terminal's Ctrl-C goes to, and not this test's
-    return subprocess.Popen(command(spec_file, out, jobs), env=checkout_env(),
-                            start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+class Study:
+    """`gradprobe study` in a child process of its own session (the process group a terminal's
+    Ctrl-C goes to, and not this test's); its output goes to files, so waiting for it never
+    waits for a worker that holds a pipe."""
+
+    def __init__(self, spec_file: Path, out: Path, jobs: int) -> None:
+        self.out = out
+        self.log = out.parent / f"{out.name}.err"
+        with open(self.log, "w") as err:
+            self.process = subprocess.Popen(command(spec_file, out, jobs), env=checkout_env(),
+                                            start_new_session=True, stdout=subprocess.DEVNULL,
+                                            stderr=err, text=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self) -> tuple[int, str]:
+        code = self.process.wait(timeout=300)
+        return code, self.log.read_text()
+
+    def wait_until_training(self, runs: int = 1) -> None:
+        """Until `runs` runs have a checkpoint (each then resumes from one, not from step 0)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(list(self.out.glob("runs/*/checkpoint.pt"))) < runs:
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "no run checkpointed in time"
+            time.sleep(0.05)
 
 
 def finish(spec_file: Path, out: Path, jobs: int) -> subprocess.CompletedProcess[str]:
@@ -83,15 +106,6 @@ def reference(spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     done = finish(spec_file, out, jobs=1)
     assert done.returncode == 0, done.stderr
     return out
-
-
-def wait_until_training(process: subprocess.Popen[str], out: Path, runs: int = 1) -> None:
-    """Until `runs` runs have a checkpoint (each then resumes from one, not from step 0)."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while len(list(out.glob("runs/*/checkpoint.pt"))) < runs:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "no run checkpointed in time"
-        time.sleep(0.05)
 
 
 def children(pid: int) -> dict[int, str]:
@@ -203,17 +217,17 @@ def test_an_interrupted_study_stops_within_seconds_and_resumes_bit_identically(
         spec_file: Path, reference: Path, tmp_path: Path, jobs: int, signum: int,
         to_group: bool) -> None:
     out = tmp_path / "study"
-    process = start(spec_file, out, jobs)
-    wait_until_training(process, out)
-    pool = workers(process.pid)
+    study = Study(spec_file, out, jobs)
+    study.wait_until_training()
+    pool = workers(study.pid)
     assert len(pool) == (2 if jobs == 2 else 0)
     sent = time.monotonic()
-    (os.killpg if to_group else os.kill)(process.pid, signum)
-    _, err = process.communicate(timeout=60)
+    (os.killpg if to_group else os.kill)(study.pid, signum)
+    code, err = study.wait()
     seconds = time.monotonic() - sent
     print(f"{signal.Signals(signum).name} {'group' if to_group else 'main'} jobs={jobs}: "
-          f"exit {process.returncode} after {seconds:.2f} s")
-    assert process.returncode == 128 + signum, err
+          f"exit {code} after {seconds:.2f} s")
+    assert code == 128 + signum, err
     assert seconds < STOP_SECONDS, err
     assert wait_gone(pool, 0) == []  # no orphan: every worker ended with the study
     left = states(out)
@@ -233,12 +247,12 @@ def test_an_interrupted_study_stops_within_seconds_and_resumes_bit_identically(
 def test_a_killed_worker_fails_only_its_own_run(spec_file: Path, reference: Path,
                                                 tmp_path: Path) -> None:
     out = tmp_path / "study"
-    process = start(spec_file, out, jobs=2)
-    wait_until_training(process, out, runs=2)
-    victim = workers(process.pid)[0]
+    study = Study(spec_file, out, jobs=2)
+    study.wait_until_training(runs=2)
+    victim = workers(study.pid)[0]
     os.kill(victim, signal.SIGKILL)
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 1, err
+    code, err = study.wait()
+    assert code == 1, err
     left = states(out)
     failed = [name for name, state in left.items() if state == "failed"]
     assert len(failed) == 1 and len(left) == 4, left  # the other three finished
@@ -256,14 +270,14 @@ def test_a_killed_worker_fails_only_its_own_run(spec_file: Path, reference: Path
 def test_workers_end_when_the_study_process_is_killed(spec_file: Path, reference: Path,
                                                       tmp_path: Path) -> None:
     out = tmp_path / "study"
-    process = start(spec_file, out, jobs=2)
-    wait_until_training(process, out, runs=2)
-    pool = workers(process.pid)
+    study = Study(spec_file, out, jobs=2)
+    study.wait_until_training(runs=2)
+    pool = workers(study.pid)
     assert len(pool) == 2
-    process.kill()  # SIGKILL: no handler runs in the main process
-    process.communicate(timeout=60)
     killed = time.monotonic()
+    study.process.kill()  # SIGKILL: no handler runs in the main process
     assert wait_gone(pool, STOP_SECONDS) == [], "workers outlived the study"
+    study.process.wait(timeout=60)
     print(f"workers gone {time.monotonic() - killed:.2f} s after SIGKILL of the study")
     left = states(out)
     assert "running" not in left.values(), left  # each worker recorded its own interrupt

@@ -390,8 +390,16 @@ def ray_cluster(tasks: list[RunTask], address: str | None = None) -> Iterator[fl
     started_here = not ray.is_initialized()
     if started_here:
         check_ray_address(address)
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=True,
-                 include_dashboard=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=True,
+                     include_dashboard=False)
+        except (ConnectionError, RuntimeError) as error:  # e.g. the cluster wants a token
+            cause = error.__cause__ or error
+            raise InputError(
+                f"cannot connect to the Ray cluster at {address or 'this machine'}: "
+                f"{str(cause).splitlines()[0]}\nFix the address or the cluster's access (see "
+                "`ray status` on its head node), or leave --ray-address out to start Ray here."
+            ) from None
     try:
         resources = ray.cluster_resources()
         cpus = resources.get("CPU", 0)
