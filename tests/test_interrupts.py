@@ -38,7 +38,7 @@ RUN_FILES = ("metrics.csv", "gradients.parquet", "summary.json")
 
 
 def spec() -> dict:
-    """Four runs of 15 tiny epochs: long enough to be caught mid-way, short enough to finish."""
+    """Three runs of 15 tiny epochs: long enough to be caught mid-way, short enough to finish."""
     return {
         "name": "interrupt",
         "data": {"image_size": 16, "images_per_class": 32},
@@ -46,8 +46,7 @@ def spec() -> dict:
         "model": {"width": 0.25},
         "runs": [{"model": "plain_stack", "name": "a", "options": {"depth": 4}},
                  {"model": "plain_stack", "name": "b", "options": {"depth": 5}},
-                 {"model": "residual_stack", "name": "c", "options": {"depth": 5}},
-                 {"model": "residual_stack", "name": "d", "options": {"depth": 3}}],
+                 {"model": "residual_stack", "name": "c", "options": {"depth": 5}}],
         "comparison": {"runs": ["a", "b"]},
     }
 
@@ -233,11 +232,12 @@ def test_an_interrupted_study_stops_within_seconds_and_resumes_bit_identically(
     left = states(out)
     assert "running" not in left.values(), left
     assert "interrupted" in left.values(), left
-    assert len(left) < 4, left  # queued runs never started
+    assert len(left) < 3, left  # queued runs never started
+    assert "not started" in err
     assert_no_lock_held(out)
     assert "no report was written" in err
     assert not (out / "report.html").exists()
-    again = finish(spec_file, out, jobs)
+    again = finish(spec_file, out, jobs=1)  # any executor resumes any run (test_study)
     assert again.returncode == 0, again.stderr
     assert set(states(out).values()) == {"completed"}
     assert_identical_runs(out, reference)
@@ -255,13 +255,13 @@ def test_a_killed_worker_fails_only_its_own_run(spec_file: Path, reference: Path
     assert code == 1, err
     left = states(out)
     failed = [name for name, state in left.items() if state == "failed"]
-    assert len(failed) == 1 and len(left) == 4, left  # the other three finished
+    assert len(failed) == 1 and len(left) == 3, left  # the other two finished
     assert set(left.values()) == {"failed", "completed"}
     status = json.loads((out / "runs" / failed[0] / "status.json").read_text())
     assert "worker process died (killed by SIGKILL)" in status["message"]
-    assert f"run '{failed[0]}' failed" in err and "1 of 4 runs did not finish" in err
+    assert f"run '{failed[0]}' failed" in err and "1 of 3 runs did not finish" in err
     assert_no_lock_held(out)
-    again = finish(spec_file, out, jobs=2)
+    again = finish(spec_file, out, jobs=1)
     assert again.returncode == 0, again.stderr
     assert_identical_runs(out, reference)
 
@@ -282,7 +282,7 @@ def test_workers_end_when_the_study_process_is_killed(spec_file: Path, reference
     left = states(out)
     assert "running" not in left.values(), left  # each worker recorded its own interrupt
     assert_no_lock_held(out)
-    again = finish(spec_file, out, jobs=2)
+    again = finish(spec_file, out, jobs=1)
     assert again.returncode == 0, again.stderr
     assert_identical_runs(out, reference)
 
