@@ -272,6 +272,22 @@ def test_ray_executor_gives_bit_identical_runs(local_reference: Path, tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.ray
+def test_a_ray_cluster_too_small_for_a_run_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra gradprobe[ray]")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(InputError, match=r"asks for 2 threads \(train.threads\) but the Ray "
+                                             r"cluster has 1 CPUs"):
+            run_study(two_run_spec(threads=2), tmp_path / "ray", preset="smoke",
+                      executor="ray", write_report=False)
+    finally:
+        ray.shutdown()
+    assert not (tmp_path / "ray").exists()  # not even study.yaml
+
+
+@pytest.mark.slow
 def test_sigkilled_study_resumes_without_retraining(tmp_path: Path) -> None:
     """Run 1 has 3 steps, run 2 has 9: a crash after step 5 can only hit run 2, mid-way."""
     spec = two_run_spec()
