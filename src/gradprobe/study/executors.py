@@ -479,13 +479,16 @@ def _ray_outcome(ray: Any, ref: Any, task: RunTask) -> RunOutcome:
 
 
 def _cancelled_outcome(task: RunTask, signum: int) -> RunOutcome:
-    """A cancelled Ray task: interrupted if it had begun training (its status says so), else
-    not started. A worker killed before it recorded the interrupt left "running": marked here."""
+    """A cancelled Ray task, from what its run recorded: finished (the result had not reached
+    this process yet), interrupted, or not started. A worker killed before it recorded the
+    interrupt left "running": marked "interrupted" here."""
     _mark_run(task, RunState.INTERRUPTED, interrupted(task, signum).message)
     try:
         status = record.read_run_file(task.run_dir / record.STATUS_FILE)
     except InputError:
         status = None
+    if status is not None and status.state in record.FINISHED_STATES:
+        return RunOutcome(task.name, status.state)
     if status is not None and status.state is RunState.INTERRUPTED:
         return interrupted(task, signum)
     return not_started(task)
