@@ -90,7 +90,9 @@ def run_study(
     passes `presets.default_jobs(preset)`; here the default stays 1, so a script needs no
     `if __name__ == "__main__":` guard for the process pool's spawned workers.) Idempotent:
     finished runs are skipped, interrupted ones resume from their checkpoints, and the report
-    is rendered again from whatever the run directories hold.
+    is rendered again from whatever the run directories hold. SIGINT or SIGTERM stop it within
+    seconds: `StudyInterrupted` (a KeyboardInterrupt) is raised with every run's outcome, the
+    running runs marked "interrupted", and no report is written (see `study.executors`).
     """
     progress = progress or NullProgress()
     execution = _execution(execution, execution_options)
