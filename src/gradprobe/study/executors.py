@@ -137,6 +137,8 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
     queue = deque(tasks)
     outcomes: dict[str, RunOutcome] = {}
     workers: list[_Worker] = []
+    leaving: list[_Worker] = []  # told there is nothing more: exiting by themselves
+    caught: list[int] = []
 
     def settle(worker: _Worker, outcome: RunOutcome) -> None:
         outcomes[outcome.name] = outcome
@@ -152,9 +154,10 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
                 for worker in [w for w in workers if w.task is None]:
                     if queue:
                         worker.assign(queue.popleft())
-                    else:  # nothing left to give it: let it go
-                        worker.retire()
+                    else:  # nothing left to give it: let it go (joined at the end)
+                        worker.release()
                         workers.remove(worker)
+                        leaving.append(worker)
                 while queue and len(workers) < jobs:
                     workers.append(_Worker(context, worker_progress))
                     workers[-1].assign(queue.popleft())
@@ -164,8 +167,11 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
             if caught:
                 _stop_workers(workers, caught[0], progress, settle)
         finally:  # also on an error of this process's own: no worker outlives the study
-            for worker in workers:
-                worker.retire()
+            for worker in workers + leaving:
+                if caught:  # every run is recorded: a worker's slow exit must not delay ours
+                    worker.end()
+                else:
+                    worker.retire()
     ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
     if caught:
         raise StudyInterrupted(caught[0], ordered)
@@ -255,11 +261,16 @@ class _Worker:
             with suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
 
-    def retire(self) -> None:
-        """No more runs for it: an idle worker exits by itself; a busy one is killed."""
+    def release(self) -> None:
+        """No more runs for it: it exits by itself."""
         if self.task is None and not self.died:
             with suppress(OSError):
                 self.conn.send(None)
+
+    def retire(self) -> None:
+        """Release it and wait for its exit (a little); kill it if it is still alive then."""
+        if self.task is None and not self.died:
+            self.release()
             self.process.join(timeout=5)
         self.end()
 
