@@ -21,11 +21,10 @@ from gradprobe.study.executors import (
     RunOutcome,
     RunTask,
     execute_local,
-    execute_pool,
-    ray_cluster,
-    run_ray,
 )
+from gradprobe.study.pool import execute_pool
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
+from gradprobe.study.ray_tasks import ray_cluster, run_ray
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
 from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
