@@ -14,7 +14,7 @@ from typing import Any
 
 from gradprobe import interrupts, record
 from gradprobe.errors import InputError
-from gradprobe.progress import Progress, for_worker
+from gradprobe.progress import EpochBar, NullProgress, Progress, for_worker
 from gradprobe.record import RunState
 from gradprobe.study.executors import (
     GRACE_SECONDS,
@@ -96,34 +96,80 @@ def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = 
 
 def run_ray(tasks: list[RunTask], progress: Progress, gpus_per_run: float) -> list[RunOutcome]:
     """The runs as Ray tasks on the cluster `ray_cluster` connected to. On SIGINT or SIGTERM
-    the tasks are cancelled (a running one gets a KeyboardInterrupt and records it)."""
+    the tasks are cancelled (a running one gets a KeyboardInterrupt and records it).
+
+    The tasks' lines reach `progress` through a Ray queue, each once: Ray's own forwarding of a
+    worker's stderr prints a line once per Ray node on the worker's machine (ray#10392), and
+    drops the last lines when Ray shuts down."""
     import ray
 
     remote = ray.remote(num_gpus=gpus_per_run, max_retries=0)(run_one)
-    worker_progress = for_worker(progress)
+    lines = _Lines(progress)
     outcomes: dict[str, RunOutcome] = {}
-    with interrupts.handling(), interrupts.deferred():
-        # Each task reserves as many CPUs as the threads its run computes with.
-        pending = {remote.options(num_cpus=task.config.train.threads)
-                   .remote(task, worker_progress): task for task in tasks}
-        while pending and not interrupts.received():
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            for ref in done:
-                task = pending.pop(ref)
-                outcomes[task.name] = _ray_outcome(ray, ref, task)
-                report_outcome(progress, outcomes[task.name])
-        caught = interrupts.received()
-        if caught:
-            for ref in pending:
-                ray.cancel(ref)
-            # cancelled tasks end once their runs recorded the interrupt (or after the grace)
-            ray.wait(list(pending), num_returns=len(pending), timeout=GRACE_SECONDS)
-            for task in pending.values():
-                outcomes[task.name] = _cancelled_outcome(task, caught[0])
+    try:
+        with interrupts.handling(), interrupts.deferred():
+            # Each task reserves as many CPUs as the threads its run computes with.
+            pending = {remote.options(num_cpus=task.config.train.threads)
+                       .remote(task, lines.worker_progress): task for task in tasks}
+            while pending and not interrupts.received():
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                lines.print()
+                for ref in done:
+                    task = pending.pop(ref)
+                    outcomes[task.name] = _ray_outcome(ray, ref, task)
+                    report_outcome(progress, outcomes[task.name])
+            caught = interrupts.received()
+            if caught:
+                for ref in pending:
+                    ray.cancel(ref)
+                # cancelled tasks end once their runs recorded the interrupt (or the grace ends)
+                ray.wait(list(pending), num_returns=len(pending), timeout=GRACE_SECONDS)
+                lines.print()
+                for task in pending.values():
+                    outcomes[task.name] = _cancelled_outcome(task, caught[0])
+    finally:
+        lines.close()
     ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
     if caught:
         raise StudyInterrupted(caught[0], ordered)
     return ordered
+
+
+class _QueueProgress:
+    """A Ray task's Progress: each line onto the driver's queue; no bars."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def message(self, text: str) -> None:
+        self._queue.put(text)
+
+    def epoch_bar(self, description: str, total: int, initial: int = 0) -> EpochBar:
+        return NullProgress().epoch_bar(description, total, initial)
+
+
+class _Lines:
+    """The driver's end of the tasks' lines: a Ray queue (none when `progress` is silent)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._queue: Any = None
+        self.worker_progress: Progress = for_worker(progress)
+        if not isinstance(self.worker_progress, NullProgress):
+            from ray.util.queue import Queue
+
+            self._queue = Queue(actor_options={"num_cpus": 0})
+            self.worker_progress = _QueueProgress(self._queue)
+
+    def print(self) -> None:
+        if self._queue is not None:
+            for text in self._queue.get_nowait_batch(self._queue.qsize()):
+                self._progress.message(text)
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self.print()
+            self._queue.shutdown()
 
 
 def _ray_outcome(ray: Any, ref: Any, task: RunTask) -> RunOutcome:
