@@ -262,13 +262,42 @@ def test_ray_executor_gives_bit_identical_runs(local_reference: Path, tmp_path: 
     ray = pytest.importorskip("ray", reason="Ray is the optional extra gradprobe[ray]")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(SRC)}})
+    lines: list[str] = []
+
+    class Recorder:  # not silent (a NullProgress would silence the workers)
+        def message(self, text: str) -> None:
+            lines.append(text)
+
+        def epoch_bar(self, description: str, total: int, initial: int = 0) -> object:
+            return NullProgress().epoch_bar(description, total, initial)
+
     try:
         result = run_study(two_run_spec(), tmp_path / "ray", preset="smoke", executor="ray",
-                           write_report=False)
+                           write_report=False, progress=Recorder())
     finally:
         ray.shutdown()
     assert [outcome.state for outcome in result.outcomes] == ["completed", "completed"]
     assert_bit_identical(tmp_path / "ray", local_reference)
+    # each task's line reaches the driver once, the last ones too
+    for run in ("plain_stack", "residual_stack"):
+        for start in (f"{run} epoch 1/2:", f"{run} epoch 2/2:", f"{run}: completed, test loss"):
+            assert sum(line.startswith(start) for line in lines) == 1, (start, lines)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_ray_cluster_too_small_for_a_run_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra gradprobe[ray]")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(InputError, match=r"asks for 2 threads \(train.threads\) but the Ray "
+                                             r"cluster has 1 CPUs"):
+            run_study(two_run_spec(threads=2), tmp_path / "ray", preset="smoke",
+                      executor="ray", write_report=False)
+    finally:
+        ray.shutdown()
+    assert not (tmp_path / "ray").exists()  # not even study.yaml
 
 
 @pytest.mark.slow

@@ -20,6 +20,10 @@ def state_text(run: RunData) -> str:
     if state is RunState.RUNNING:
         epoch = run.status.epoch if run.status is not None else None
         return "still running" + (f" (epoch {epoch})" if epoch else "") + ": results are partial"
+    if state is RunState.INTERRUPTED:
+        epoch = run.status.epoch if run.status is not None else None
+        return ("interrupted" + (f" after epoch {epoch}" if epoch else "")
+                + ": results are partial; run the study again to resume it")
     if state is RunState.MISSING:
         return "never started: its run directory does not exist"
     return state.value

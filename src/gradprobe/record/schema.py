@@ -83,9 +83,11 @@ GRADIENT_COLUMNS = (GradCol.step, GradCol.epoch, GradCol.layer, GradCol.depth, G
 
 class RunState(str, Enum):
     """A run's state in status.json. MISSING is never written: the analysis uses it for a run the
-    study lists whose directory does not exist."""
+    study lists whose directory does not exist. INTERRUPTED (SIGINT, SIGTERM, the study's main
+    process gone) resumes from its last checkpoint exactly like RUNNING (a crash)."""
 
     RUNNING = "running"
+    INTERRUPTED = "interrupted"
     COMPLETED = "completed"
     DIVERGED = "diverged"
     FAILED = "failed"

@@ -1,27 +1,39 @@
-"""Executors: who trains a study's runs. In process, a process pool, or Ray tasks.
+"""Executors: who trains a study's runs. In process (here), worker processes the study owns
+(`study.pool`), or Ray tasks (`study.ray_tasks`); the pieces they share are here.
 
 Every executor calls the same `run_one`, and gradprobe's own checkpoints are the source of truth
 for resuming, whoever runs a run: an executor never restarts a run from step 0 behind the
 trainer's back (Ray Tune's experiment restore can; we use plain Ray tasks instead). Nor does an
 executor change a run's numbers: the trainer sets the run's own thread count
 (`TrainConfig.threads`), so local, pool and Ray runs are bit-identical.
+
+Interrupts (see `gradprobe.interrupts`): on SIGINT or SIGTERM every executor stops within
+seconds: queued runs never start (reported "not started"), running runs are marked
+"interrupted" and resume from their last checkpoint, and `StudyInterrupted` carries every run's
+outcome up to the command line.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gradprobe import interrupts, record
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import Splits, load_dataset_from_config
 from gradprobe.errors import InputError
-from gradprobe.progress import Progress, StudyClock, for_worker
+from gradprobe.interrupts import Interrupted, signal_name, signum_of
+from gradprobe.progress import Progress, StudyClock
 from gradprobe.record import RunState
-from gradprobe.train.rundir import RunBusyError
+from gradprobe.train.rundir import RunBusyError, RunDirectory
+
+# How long interrupted workers get to record "interrupted" before they are killed (a second
+# signal kills them at once). Measured: a training worker stops in well under a second.
+GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.25  # how often a waiting scheduler looks at the signals it caught
 
 
 @dataclass(frozen=True)
@@ -36,19 +48,43 @@ class RunTask:
 class RunOutcome:
     name: str
     # completed | diverged (results) | failed | running (busy: another process trains it)
+    # | interrupted (resumable) | missing (not started: the study was interrupted first)
     state: RunState
     message: str = ""
     skipped: bool = False  # finished before this study invocation: left alone
 
+    @property
+    def started(self) -> bool:
+        return self.state is not RunState.MISSING
+
+
+class StudyInterrupted(Interrupted):
+    """A study stopped by SIGINT or SIGTERM; `outcomes` holds every run's, in the study's order."""
+
+    def __init__(self, signum: int, outcomes: list[RunOutcome]) -> None:
+        super().__init__(signum)
+        self.outcomes = outcomes
+
+
+def not_started(task: RunTask) -> RunOutcome:
+    return RunOutcome(task.name, RunState.MISSING, "not started")
+
+
+def interrupted(task: RunTask, signum: int) -> RunOutcome:
+    return RunOutcome(task.name, RunState.INTERRUPTED,
+                      f"interrupted by {signal_name(signum)}; resumes from its last checkpoint")
+
 
 def run_one(task: RunTask, progress: Progress,
             load_data: Callable[[DataConfig], Splits] = load_dataset_from_config) -> RunOutcome:
-    """Train one run; never raises for a run's own failure (the run directory records it)."""
+    """Train one run; never raises for a run's own failure (the run directory records it).
+    An interrupt (KeyboardInterrupt, `Interrupted`) propagates: the trainer recorded it."""
     from gradprobe.train import train
 
     try:
         result = train(task.config, task.run_dir, name=task.name, force=task.force,
-                       progress=progress, load_data=load_data, record_refusal=True)
+                       progress=progress,
+                       load_data=load_data, record_refusal=True)
     except RunBusyError as error:
         return RunOutcome(task.name, RunState.RUNNING, str(error))
     except Exception as error:  # recorded with its traceback in the run's status.json
@@ -62,76 +98,51 @@ def execute_local(tasks: list[RunTask], progress: Progress) -> list[RunOutcome]:
     # The trainer's own loader, memoised: DataConfig is frozen, hence a hashable key.
     load_data = functools.cache(load_dataset_from_config)
     clock = StudyClock(progress, len(tasks))
-    outcomes = []
-    for task in tasks:
-        outcomes.append(run_one(task, progress, load_data))
-        clock.run_ended(trained=not outcomes[-1].skipped)
+    outcomes: list[RunOutcome] = []
+    with interrupts.handling():
+        for task in tasks:
+            try:
+                outcomes.append(run_one(task, progress, load_data))
+                clock.run_ended(trained=not outcomes[-1].skipped)
+            except KeyboardInterrupt as interrupt:
+                signum = signum_of(interrupt)
+                outcomes.append(interrupted(task, signum))
+                outcomes += [not_started(rest) for rest in tasks[len(outcomes):]]
+                raise StudyInterrupted(signum, outcomes) from None
     return outcomes
 
 
-def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[RunOutcome]:
-    """N runs at once in worker processes; each run sets its own thread count."""
-    context = multiprocessing.get_context("spawn")  # fork + torch threads can deadlock
-    worker_progress = for_worker(progress)
-    clock = StudyClock(progress, len(tasks))
-    outcomes: dict[str, RunOutcome] = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_one, task, worker_progress): task for task in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            task = futures[future]
-            try:
-                outcome = future.result()  # the worker printed the run's end itself
-            except Exception as error:  # the worker process itself died
-                outcome = RunOutcome(task.name, RunState.FAILED, f"worker died: {error}")
-                _report(progress, outcome)
-            clock.run_ended(trained=not outcome.skipped)
-            outcomes[task.name] = outcome
-    return [outcomes[task.name] for task in tasks]
-
-
-def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = None,
-                gpus_per_run: float | None = None) -> list[RunOutcome]:
-    """Each run a Ray task with its own CPU/GPU share, writing into the (shared) study directory."""
+def mark_run(task: RunTask, state: RunState, message: str) -> None:
+    """Record `state` for a run whose process ended without recording it (status "running").
+    Only under the run's lock, which a killed process no longer holds; a run another process
+    trains, or one that never wrote a status, is left alone."""
+    if not (task.run_dir / record.STATUS_FILE).is_file():
+        return
     try:
-        import ray
-    except ImportError as error:
-        raise InputError('--executor ray needs Ray: pip install "gradprobe[ray]".') from error
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=True,
-                 include_dashboard=False)
+        lock = RunDirectory(task.run_dir).lock()
+    except (InputError, OSError):
+        return
     try:
-        if gpus_per_run is None:
-            gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        cpus = ray.cluster_resources().get("CPU", 0)
-        threads = max(task.config.train.threads for task in tasks)
-        if threads > cpus:  # such a task would wait for its CPUs forever
-            raise InputError(f"a run asks for {threads} threads (train.threads) but the Ray "
-                             f"cluster has {cpus:g} CPUs; lower train.threads in the spec.")
-        remote = ray.remote(num_gpus=gpus_per_run, max_retries=0)(run_one)
-        worker_progress = for_worker(progress)
-        # Each task reserves as many CPUs as the threads its run computes with.
-        pending = {remote.options(num_cpus=task.config.train.threads)
-                   .remote(task, worker_progress): task for task in tasks}
-        clock = StudyClock(progress, len(tasks))
-        outcomes: dict[str, RunOutcome] = {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            task = pending.pop(done[0])
-            try:
-                outcome = ray.get(done[0])  # the task printed the run's end itself
-            except Exception as error:  # the task's worker died (node lost, OOM kill, ...)
-                outcome = RunOutcome(task.name, RunState.FAILED, f"Ray task failed: {error}")
-                _report(progress, outcome)
-            clock.run_ended(trained=not outcome.skipped)
-            outcomes[task.name] = outcome
-        return [outcomes[task.name] for task in tasks]
+        status = record.read_run_file(task.run_dir / record.STATUS_FILE)
+        if status is not None and status.state is RunState.RUNNING:
+            record.write_status(task.run_dir, state, epoch=status.epoch, step=status.step,
+                                message=message)
+    except (InputError, OSError):  # damaged or unwritable: the resume repairs it
+        pass
     finally:
-        if started_here:
-            ray.shutdown()
+        lock.release()
 
 
-def _report(progress: Progress, outcome: RunOutcome) -> None:
+def report_outcome(progress: Progress, outcome: RunOutcome) -> None:
     detail = f": {outcome.message}" if outcome.message else ""
     progress.message(f"{outcome.name}: {outcome.state}{detail}")
+
+
+def __getattr__(name: str) -> Any:
+    """The executors in their own modules (imported on first use: no import cycle)."""
+    homes = {"execute_pool": "gradprobe.study.pool", "execute_ray": "gradprobe.study.ray_tasks"}
+    if name in homes:
+        import importlib
+
+        return getattr(importlib.import_module(homes[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,10 +21,10 @@ from gradprobe.study.executors import (
     RunOutcome,
     RunTask,
     execute_local,
-    execute_pool,
-    execute_ray,
 )
+from gradprobe.study.pool import execute_pool
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
+from gradprobe.study.ray_tasks import ray_cluster, run_ray
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
 from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
@@ -96,7 +96,9 @@ def run_study(
     `if __name__ == "__main__":` guard for the process pool's spawned workers.) Idempotent:
     finished runs are skipped, interrupted ones resume from their checkpoints, and the report
     is rendered again from whatever the run directories hold. `force` trains every run again
-    from scratch, finished ones (and ones of a changed spec) included.
+    from scratch, finished ones (and ones of a changed spec) included. SIGINT or SIGTERM stop it
+    within seconds: `StudyInterrupted` (a KeyboardInterrupt) is raised with every run's outcome,
+    the running runs marked "interrupted", and no report is written (see `study.executors`).
     """
     progress = progress or NullProgress()
     execution = _execution(execution, execution_options)
@@ -110,15 +112,12 @@ def run_study(
     _check_same_study(study_dir, study, progress)
     check_runs(tasks, here=execution.executor != "ray")
     prepare_output_dir(study_dir)  # before the plan names the report's path in it
-    for line in describe_plan(study, study_dir):
-        progress.message(line)
-    record.write_study_file(study_dir, study.to_yaml_dict())
-    if execution.executor == "ray":
-        outcomes = execute_ray(tasks, progress, address=execution.ray_address)
-    elif execution.jobs > 1:
-        outcomes = execute_pool(tasks, execution.jobs, progress)
-    else:
-        outcomes = execute_local(tasks, progress)
+    with open_executor(execution, tasks) as execute:  # Ray: connected and checked here
+        for line in describe_plan(study, study_dir):
+            progress.message(line)
+        record.write_study_file(study_dir, study.to_yaml_dict())
+        # SIGINT/SIGTERM: StudyInterrupted, once every run was stopped and recorded
+        outcomes = execute(progress)
     result = StudyResult(study_dir, outcomes, rows=summary_rows(study_dir, study, outcomes))
     if write_report:
         from gradprobe.analysis import write_report as render
@@ -139,6 +138,21 @@ def _report_lock(study_dir: Path) -> Iterator[None]:
             if folder.is_dir():
                 remove_stale_temporaries(folder)
         yield
+
+
+@contextlib.contextmanager
+def open_executor(execution: ExecutionConfig,
+                  tasks: list[RunTask]) -> Iterator[Callable[[Progress], list[RunOutcome]]]:
+    """The function that trains `tasks`, given a Progress. For Ray, the cluster is connected
+    to and checked on entering, so a bad address or cluster is refused before any file is
+    written."""
+    if execution.executor == "ray":
+        with ray_cluster(tasks, execution.ray_address) as gpus_per_run:
+            yield lambda progress: run_ray(tasks, progress, gpus_per_run)
+    elif execution.jobs > 1:
+        yield lambda progress: execute_pool(tasks, execution.jobs, progress)
+    else:
+        yield lambda progress: execute_local(tasks, progress)
 
 
 def _execution(execution: ExecutionConfig | None, options: dict[str, Any]) -> ExecutionConfig:

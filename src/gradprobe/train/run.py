@@ -11,12 +11,14 @@ from typing import Any
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import Splits, load_dataset_from_config
 from gradprobe.errors import InputError
+from gradprobe.interrupts import signal_name, signum_of
 from gradprobe.progress import NullProgress, Progress
+from gradprobe.record import RunState
 from gradprobe.train.checkpoint import CHECKPOINT, PREVIOUS_CHECKPOINT
 from gradprobe.train.loop import Trainer
 from gradprobe.train.preflight import check_run_config
 from gradprobe.train.rundir import RunDirectory
-from gradprobe.train.state import RunResult
+from gradprobe.train.state import RunPosition, RunResult
 from gradprobe.train.threads import torch_threads
 from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import first_missing_ancestor
@@ -62,7 +64,12 @@ def train(
         if force:
             _clear(run_dir)
         with torch_threads(config.train.threads):
-            return Trainer(config, run_dir, name, progress, splits, load_data).run()
+            trainer = Trainer(config, run_dir, name, progress, splits, load_data)
+            try:
+                return trainer.run()
+            except KeyboardInterrupt as interrupt:  # SIGINT or SIGTERM (gradprobe.interrupts)
+                _mark_interrupted(run_dir, trainer.position, interrupt, name, progress)
+                raise
     except InputError:
         # Refused while setting up (data that cannot load, ...): a directory this call created
         # holds nothing worth keeping, so it goes again, unless a study wants the failed status.
@@ -86,6 +93,22 @@ def _check_existing(run_dir: RunDirectory, resolved: dict[str, Any], force: bool
         return None
     state, summary = finished
     return RunResult(run_dir.path, state, summary.as_dict(), skipped=True)
+
+
+def _mark_interrupted(run_dir: RunDirectory, position: RunPosition, interrupt: BaseException,
+                      name: str, progress: Progress) -> None:
+    """Leave the run resumable and saying so: "interrupted", where it stood. Its files are whole
+    (each written atomically), and the next call resumes from the last checkpoint."""
+    why = signal_name(signum_of(interrupt))
+    try:
+        run_dir.write_status(RunState.INTERRUPTED, epoch=position.epoch, step=position.step,
+                             message=f"interrupted by {why} at epoch {position.epoch + 1}, step "
+                                     f"{position.step}; resumes from its last checkpoint")
+    except OSError as error:  # the status stays "running", which resumes the same way
+        progress.message(f"{name}: interrupted; could not record it ({error})")
+        return
+    progress.message(f"{name}: interrupted by {why} at step {position.step}; it resumes from "
+                     "its last checkpoint")
 
 
 def _clear(run_dir: RunDirectory) -> None:
