@@ -12,8 +12,10 @@ Kinds, in the order a cause is looked for:
 - `dead_units`: the share of zeros after the ReLU is at least `DEAD_SHARE` in most layers, from
   a step on to the end of the run.
 - `instability`: a step whose global gradient norm exceeds `SPIKE_FACTOR` times the running
-  median of the `RUNNING_WINDOW` steps before it (or whose loss exceeds `LOSS_SPIKE_FACTOR`
-  times its running median and ln(classes)).
+  median of the `RUNNING_WINDOW` steps before it while its batch loss rose less than
+  `HARD_BATCH_SHARE` as much (relative to its own running median: a hard batch in a converged
+  net raises both, measured on digits), or whose loss exceeds `LOSS_SPIKE_FACTOR` times its
+  running median and ln(classes).
 - `divergence`: the training loss became non-finite, or its last-epoch mean exceeds
   `DIVERGENCE_LOSS_FACTOR` x ln(classes).
 - `collapse`: from an epoch on, the training loss stays at ln(classes) and the logits' output
@@ -45,6 +47,7 @@ from gradprobe.record import Col, GradCol, StepCol
 
 # ---------------------------------------------------------------------------- thresholds
 SPIKE_FACTOR = 10.0  # global gradient norm over its running median
+HARD_BATCH_SHARE = 1 / 3  # a batch loss up by this share of the norm's jump explains it
 LOSS_SPIKE_FACTOR = 3.0  # batch loss over its running median (and above ln(classes))
 RUNNING_WINDOW = 25  # steps before a step whose median it is compared with
 MIN_HISTORY = 10  # finite steps needed before a step can be called a spike
@@ -120,8 +123,10 @@ def method_text() -> str:
     return (
         f"Events are found in each run's records. Instability: a step whose global gradient "
         f"norm exceeds {SPIKE_FACTOR:g}x the median of the {RUNNING_WINDOW} steps before it "
-        f"(at least {MIN_HISTORY} of them), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x "
-        f"its running median and ln(classes). Dead units: at least {DEAD_SHARE:.0%} of the "
+        f"(at least {MIN_HISTORY} of them) while its batch loss rose, against its own running "
+        f"median, by less than {HARD_BATCH_SHARE:.2g} of that factor (a hard batch in a "
+        f"converged net raises both), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x its "
+        f"running median and ln(classes). Dead units: at least {DEAD_SHARE:.0%} of the "
         f"activations after the ReLU are zero in more than {DEAD_LAYERS_SHARE:.0%} of the "
         f"layers, from a step to the end of the run. Collapse: the training loss stays within "
         f"{COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) to the end, and the logits' output "
@@ -157,7 +162,11 @@ def detect_instability(steps: pd.DataFrame, *, num_classes: int, run: str = "",
     for index in range(len(frame)):
         step, epoch = int(frame.at[index, StepCol.step]), int(frame.at[index, StepCol.epoch])
         median = norm_median[index]
-        if median > 0 and norm[index] > SPIKE_FACTOR * median:
+        jump = norm[index] / median if median > 0 else math.nan
+        loss_jump = loss[index] / loss_median[index] if loss_median[index] > 0 else math.nan
+        # A hard batch in a converged net raises its loss with its gradient: not unstable.
+        explained = loss_jump >= jump * HARD_BATCH_SHARE
+        if jump > SPIKE_FACTOR and not explained:
             events.append(Event(
                 run, INSTABILITY, step, epoch, float(norm[index]), SPIKE_FACTOR * median,
                 f"at step {step}{_after_warmup(step, warmup_end)}, the global gradient norm "
