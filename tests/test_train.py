@@ -378,6 +378,31 @@ def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
     assert (gradients["step"] % 2 == 0).all()
 
 
+def test_diagnostic_metrics_have_their_own_sparser_schedule(tmp_path: Path) -> None:
+    """Gradient metrics every `every` steps, the diagnostic ones every `every x
+    diagnostic_every`, in one table ordered by step and depth; 1 records them every step."""
+    config = tiny_config(epochs=2).model_copy(
+        update={"probe": ProbeConfig(every=2, diagnostic_every=2)})
+    run_dir = train(config, tmp_path / "sparse").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    steps = int(record.read_run_file(run_dir / record.STATUS_FILE).step)
+    diagnostic = {"dead_fraction", "activation_mean", "activation_std", "update_ratio"}
+    probed = gradients.loc[gradients["metric"] != "weight_distance"]  # the trainer's, per epoch
+    by_metric = probed.groupby("metric")["step"].agg(lambda s: sorted(set(s)))
+    for metric, recorded in by_metric.items():
+        every = 4 if metric in diagnostic else 2
+        assert recorded == list(range(0, steps, every)), metric
+    assert diagnostic <= set(by_metric.index)
+    order = probed[["step", "depth"]].to_numpy().tolist()
+    assert order == sorted(order)
+    dense = tiny_config(epochs=1).model_copy(
+        update={"probe": ProbeConfig(metrics=("dead_fraction",), diagnostic_every=1)})
+    run_dir = train(dense, tmp_path / "dense").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    steps = int(record.read_run_file(run_dir / record.STATUS_FILE).step)
+    assert sorted(set(gradients["step"])) == list(range(steps))
+
+
 def test_probe_off_and_update_ratio(tmp_path: Path) -> None:
     """No metrics: no probe and an empty history; update_ratio: the optimiser is watched."""
     off = tiny_config().model_copy(update={"probe": ProbeConfig(metrics=())})

@@ -128,6 +128,10 @@ class ProbeConfig(_Frozen):
 
     metrics: MetricNames = Field(default_run_metrics(), description="probe metrics to record")
     every: int = Field(1, ge=1, description="record every k-th optimiser step")
+    diagnostic_every: int = Field(10, ge=1, description="record the diagnostic metrics "
+                                  "(dead_fraction, activation_mean, activation_std, "
+                                  "update_ratio) only every k-th recorded step: they cost "
+                                  "far more than the gradient norms on a CPU (1 = every step)")
 
 
 class RunConfig(_Frozen):
