@@ -381,3 +381,28 @@ def test_a_deep_sigmoid_stack_with_default_init_vanishes_at_initialisation(
                                   init="default")
     assert_diagnosed(diagnosis, "vanishing_at_init")
     assert diagnosis.cause_event is not None and diagnosis.cause_event.value < 1e-4
+
+
+def test_the_diagnose_study_ships_the_ablations_of_the_quick_preset() -> None:
+    from gradprobe.study.runner import load_builtin, plan_study
+
+    study = plan_study(load_builtin("diagnose"), preset="quick")
+    configs = {run.name: run.config for run in study.runs}
+    assert list(configs) == ["vgg_deep", "vgg_deep-no-momentum", "vgg_deep-clip-1",
+                             "vgg_deep-lr-0.001", "vgg_deep-width-0.25", "vgg_deep-width-0.5"]
+    base = configs["vgg_deep"]
+    assert (base.model.name, base.model.width, base.data.dataset, base.data.image_size) == (
+        "vgg_deep", 0.125, "digits", 32)
+    assert (base.train.momentum, base.train.lr, base.train.grad_clip) == (0.9, 0.01, None)
+    changed = {name: {f"{section}.{key}": value
+                      for section in ("model", "train")
+                      for key, value in getattr(config, section).model_dump().items()
+                      if value != getattr(base, section).model_dump()[key]}
+               for name, config in configs.items() if name != "vgg_deep"}
+    assert changed == {
+        "vgg_deep-no-momentum": {"train.momentum": 0.0},
+        "vgg_deep-clip-1": {"train.grad_clip": 1.0},
+        "vgg_deep-lr-0.001": {"train.lr": 0.001},
+        "vgg_deep-width-0.25": {"model.width": 0.25},
+        "vgg_deep-width-0.5": {"model.width": 0.5},
+    }
