@@ -140,6 +140,18 @@ def test_collapse_needs_the_loss_at_chance_and_the_uniform_logits_gradient() -> 
     assert ev.detect_collapse(learning, gradients, NO_STEPS, num_classes=C, batch_size=B) == []
 
 
+def test_collapse_starts_after_the_last_batch_that_beat_chance() -> None:
+    chance = math.log(C)
+    losses = [chance] * 30 + [0.85 * chance, 0.95 * chance] + [chance] * 48  # a dip at step 30
+    steps = steps_frame([1.0] * 80, losses)
+    epochs = epochs_frame([chance] * 4)
+    gradients = gradients_frame(logits([0.3] * 31 + [UNIFORM] * 49))
+    found = ev.detect_collapse(epochs, gradients, steps, num_classes=C, batch_size=B)
+    assert [(e.step, e.epoch) for e in found] == [(31, 2)]  # 5% below chance is not a dip
+    late = steps_frame([1.0] * 80, [chance] * 79 + [0.5])  # the last batch beat chance
+    assert ev.detect_collapse(epochs, gradients, late, num_classes=C, batch_size=B) == []
+
+
 def test_collapse_from_the_loss_alone_when_no_logits_gradient_is_recorded() -> None:
     epochs = epochs_frame([math.log(3)] * 3)
     found = ev.detect_collapse(epochs, NO_GRADIENTS, NO_STEPS, num_classes=3)
@@ -208,12 +220,13 @@ def failing_run() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The issue's vgg_deep: a spike right after warm-up, then dead layers, then collapse."""
     count = 7 * PER_EPOCH
     norms = [0.3] * 41 + [14.5] + [1e-4] * (count - 42)
-    losses = [2.2] * 41 + [2.9] + [math.log(C)] * (count - 42)
+    losses = [1.5] * 41 + [2.9] + [math.log(C)] * (count - 42)  # learning, until the spike
     steps = steps_frame(norms, losses)
     dead = {(f"features.{i}", "conv", i, "dead_fraction"):
             [0.5] * 50 + [0.97] * (count - 50) if i < 26 else [0.5] * count for i in range(29)}
     dead.update(logits([UNIFORM] * count))
-    epochs = epochs_frame([2.25, 2.2] + [math.log(C)] * 5, val_acc=[0.1] * 7, train_acc=[0.1] * 7)
+    epochs = epochs_frame([1.5, 1.5, 2.29] + [math.log(C)] * 4, val_acc=[0.5, 0.5] + [0.1] * 5,
+                          train_acc=[0.5, 0.5] + [0.1] * 5)
     return steps, gradients_frame(dead), epochs
 
 
@@ -221,9 +234,9 @@ def test_the_issues_failure_is_diagnosed_as_instability_then_dead_units_then_col
     steps, gradients, epochs = failing_run()
     found = detect_events(steps, gradients, epochs, num_classes=C, run="vgg_deep",
                           batch_size=B, warmup_end=40)
-    # in step order; the collapse is known by its epoch (3), so at that epoch's first step
+    # in step order: the collapse from the step after the last batch that beat chance
     assert [(e.kind, e.step) for e in found] == [
-        ("collapse", 40), ("instability", 41), ("dead_units", 50)]
+        ("instability", 41), ("collapse", 41), ("dead_units", 50)]
     diagnosis = diagnose(found)
     assert diagnosis.cause == "instability"
     assert diagnosis.cause_event is not None and diagnosis.cause_event.step == 41
@@ -245,8 +258,10 @@ def test_the_cause_is_the_earliest_root_event_whatever_the_order_given() -> None
     assert diagnose([spike, collapse, dead]).cause == "dead_units"
     # a collapse in an earlier epoch than the first root event is the cause itself
     assert diagnose([spike, collapse]).cause == "collapse"
-    assert diagnose([spike, Event("r", "collapse", 20, 2, 2.3, 2.3, "c")]).cause == \
+    assert diagnose([spike, Event("r", "collapse", 40, 2, 2.3, 2.3, "c")]).cause == \
         "instability"
+    assert diagnose([spike, Event("r", "collapse", 30, 2, 2.3, 2.3, "c")]).cause == \
+        "instability"  # at one step the root event comes first
     assert diagnose([collapse]).cause == "collapse"
     assert diagnose([Event("r", "plateau", 5, 2, 1.0, 1.0, "p"), collapse]).cause == "collapse"
 
@@ -266,7 +281,7 @@ def test_the_diagnosis_says_what_happened_and_when() -> None:
                            "gradient norm reached 14.5 (running median 0.3)")
     assert "by epoch 3 (step 50), 90% or more of the units after the ReLU were dead in 26 of " \
            "29 conv layers" in text
-    assert text.endswith("; from epoch 3 on the output did not depend on the input: the "
+    assert text.endswith("; from step 41 (epoch 3) on the output did not depend on the input: the "
                          "training loss stayed at ln(10) = 2.303 and the logits' gradient at "
                          "0.168, the uniform-softmax value 0.168")
 
@@ -276,6 +291,7 @@ def test_the_method_text_states_every_threshold() -> None:
     for stated in ("10x the median of the 25 steps", "by less than 0.33 of that factor",
                    "3x its running median", "90%",
                    "more than 50% of the layers", "within 2% of ln(classes)", "within 5%",
+                   "fell 10% below ln(classes)",
                    "sqrt((C - 1) / (C B))", "less than 1% over the last 3 epochs", "below 95%",
                    "by at least 1 point(s)", "below 0.1"):
         assert stated in text, stated

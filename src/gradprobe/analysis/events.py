@@ -18,9 +18,9 @@ Kinds, in the order a cause is looked for:
   running median and ln(classes).
 - `divergence`: the training loss became non-finite, or its last-epoch mean exceeds
   `DIVERGENCE_LOSS_FACTOR` x ln(classes).
-- `collapse`: from an epoch on, the training loss stays at ln(classes) and the logits' output
-  gradient at its uniform-softmax value sqrt((C - 1) / (C B)): the output does not depend on
-  the input.
+- `collapse`: the training loss ends at ln(classes) and, from the step after the last batch
+  whose loss fell `COLLAPSE_DIP` below it, the logits' output gradient is at its uniform-softmax
+  value sqrt((C - 1) / (C B)): the output does not depend on the input.
 - `plateau`: the training loss fell by less than `PLATEAU_LOSS_DROP` over the last
   `PLATEAU_EPOCHS` epochs or more, with training accuracy below `PLATEAU_MAX_TRAIN_ACC`.
 - `still_improving`: the last epoch's validation accuracy beat every earlier epoch's by at least
@@ -28,8 +28,8 @@ Kinds, in the order a cause is looked for:
   converged, so comparisons with it are about speed of learning.
 
 `diagnose(events)` names the cause (the earliest of the first four kinds, unless a collapse began
-in an earlier epoch; else collapse, plateau or still improving; else "healthy") and says what
-happened and when.
+before it; else collapse, plateau or still improving; else "healthy") and says what happened
+and when.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ DEAD_SHARE = 0.9  # a layer is dead when at least this share of its ReLU outputs
 DEAD_LAYERS_SHARE = 0.5  # "most layers": more than this share of the layers with a ReLU
 COLLAPSE_LOSS_TOLERANCE = 0.02  # |loss - ln C| within this share of ln C
 COLLAPSE_GRAD_TOLERANCE = 0.05  # logits' gradient within this share of the uniform value
+COLLAPSE_DIP = 0.1  # a batch loss this share below ln(classes): the output carried information
 DIVERGENCE_LOSS_FACTOR = 10.0  # last-epoch training loss over ln(classes)
 PLATEAU_EPOCHS = 3  # epochs without progress
 PLATEAU_LOSS_DROP = 0.01  # relative fall of the training loss that counts as progress
@@ -128,9 +129,10 @@ def method_text() -> str:
         f"converged net raises both), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x its "
         f"running median and ln(classes). Dead units: at least {DEAD_SHARE:.0%} of the "
         f"activations after the ReLU are zero in more than {DEAD_LAYERS_SHARE:.0%} of the "
-        f"layers, from a step to the end of the run. Collapse: the training loss stays within "
-        f"{COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) to the end, and the logits' output "
-        f"gradient within {COLLAPSE_GRAD_TOLERANCE:.0%} of its uniform-softmax value "
+        f"layers, from a step to the end of the run. Collapse: the last epoch's training loss "
+        f"is within {COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) and, from the step after the "
+        f"last batch whose loss fell {COLLAPSE_DIP:.0%} below ln(classes), the logits' output "
+        f"gradient is within {COLLAPSE_GRAD_TOLERANCE:.0%} of its uniform-softmax value "
         f"sqrt((C - 1) / (C B)) for C classes and batch B: the output does not depend on the "
         f"input. Divergence: a non-finite training loss, or a last-epoch training loss above "
         f"{DIVERGENCE_LOSS_FACTOR:g}x ln(classes). Plateau: the training loss fell by less than "
@@ -141,7 +143,7 @@ def method_text() -> str:
         f"initialisation: the first-to-last ratio of the weight-gradient norm at step 0 is "
         f"below {VANISHING_BELOW:g}, the report's vanishing verdict. The cause is the earliest "
         f"of vanishing at initialisation, dead units, instability and divergence (a collapse "
-        f"that began in an earlier epoch than all of them is the cause itself); without any, "
+        f"that began before all of them is the cause itself); without any, "
         f"a collapse, a plateau or a run still improving; the other events are its symptoms."
     )
 
@@ -248,22 +250,40 @@ def detect_collapse(epochs: pd.DataFrame, gradients: pd.DataFrame, steps: pd.Dat
     near = np.isfinite(loss) & (np.abs(loss - chance) <= COLLAPSE_LOSS_TOLERANCE * chance)
     if not near[-1]:
         return []
-    failing = np.flatnonzero(~near)
-    start = 0 if failing.size == 0 else int(failing[-1]) + 1
-    epoch = int(epochs[Col.epoch].iloc[start])
+    onset = _collapse_onset(steps, chance)
+    if onset is None:  # no per-step records: the first epoch from which the mean stays there
+        failing = np.flatnonzero(~near)
+        start = 0 if failing.size == 0 else int(failing[-1]) + 1
+        epoch = int(epochs[Col.epoch].iloc[start])
+        step = _first_step_of(steps, gradients, epoch)
+        from_step = -1 if step is None else step
+        when = "from the start" if start == 0 else f"from epoch {epoch} on"
+    else:
+        if onset > int(steps[StepCol.step].max()):
+            return []  # its last step still did better than chance
+        step = from_step = onset
+        epoch = int(steps.loc[steps[StepCol.step] == onset, StepCol.epoch].iloc[0])
+        when = "from the start" if onset == 0 else f"from step {onset} (epoch {epoch}) on"
     gradient_clause = ""
-    logits = _logits_gradient(gradients, epoch)
+    logits = _logits_gradient(gradients, from_step)
     if logits is not None and batch_size is not None:
         uniform = math.sqrt((num_classes - 1) / (num_classes * batch_size))
         if abs(logits - uniform) > COLLAPSE_GRAD_TOLERANCE * uniform:
             return []  # the loss is at chance but the output still depends on the input
         gradient_clause = (f" and the logits' gradient at {logits:.3g}, the uniform-softmax "
                            f"value {uniform:.3g}")
-    step = _first_step_of(steps, gradients, epoch)
-    when = "from the start" if start == 0 else f"from epoch {epoch} on"
     return [Event(run, COLLAPSE, step, epoch, float(loss[-1]), chance,
                   f"{when} the output did not depend on the input: the training loss stayed "
                   f"at ln({num_classes}) = {chance:.3f}{gradient_clause}")]
+
+
+def _collapse_onset(steps: pd.DataFrame, chance: float) -> int | None:
+    """The step after the last batch loss clearly below chance (None: no per-step records)."""
+    if steps.empty:
+        return None
+    loss = steps[StepCol.train_loss].to_numpy(dtype="float64")
+    dipped = steps.loc[np.isfinite(loss) & (loss < (1.0 - COLLAPSE_DIP) * chance), StepCol.step]
+    return 0 if dipped.empty else int(dipped.max()) + 1
 
 
 def detect_plateau(epochs: pd.DataFrame, steps: pd.DataFrame, gradients: pd.DataFrame, *,
@@ -361,9 +381,8 @@ def diagnose(events: Sequence[Event], *, run: str | None = None) -> Diagnosis:
     """The cause and the story of one run's events (see the module docstring)."""
     ordered = tuple(sorted(events, key=_order))
     name = run if run is not None else (ordered[0].run if ordered else "")
-    # A collapse that began in an earlier epoch than every root event is itself the cause:
-    # the output never depended on the input before they happened. In the same epoch the
-    # root event comes first (the collapse is known only by its epoch).
+    # A collapse that began before every root event is itself the cause: the output never
+    # depended on the input before they happened. At one step the root event comes first.
     candidates = [event for event in ordered if event.kind in (*ROOT_KINDS, COLLAPSE)]
     if any(event.kind in ROOT_KINDS for event in candidates):
         cause_event = min(candidates, key=_cause_order)
@@ -435,13 +454,13 @@ def _after_warmup(step: int, warmup_end: int | None) -> str:
     return f", {step - warmup_end + 1} steps after warm-up ended"
 
 
-def _logits_gradient(gradients: pd.DataFrame, epoch: int) -> float | None:
-    """Median output-gradient norm of the deepest layer (the logits) from `epoch` on."""
+def _logits_gradient(gradients: pd.DataFrame, from_step: int) -> float | None:
+    """Median output-gradient norm of the deepest layer (the logits) from `from_step` on."""
     rows = gradients.loc[gradients[GradCol.metric] == LOGITS_METRIC]
     if rows.empty:
         return None
     deepest = rows.loc[rows[GradCol.depth] == rows[GradCol.depth].max()]
-    values = deepest.loc[deepest[GradCol.epoch] >= epoch, GradCol.value].to_numpy("float64")
+    values = deepest.loc[deepest[GradCol.step] >= from_step, GradCol.value].to_numpy("float64")
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else None
 
@@ -462,10 +481,11 @@ def _order(event: Event) -> tuple[int, float, int]:
     return (epoch, step, KINDS.index(event.kind))
 
 
-def _cause_order(event: Event) -> tuple[int, int, float, int]:
+def _cause_order(event: Event) -> tuple[int, float, int, int]:
+    """The earliest event; at one step a root event before a collapse."""
     epoch = event.epoch if event.epoch is not None else 10**9
     step = event.step if event.step is not None else math.inf
-    return (epoch, int(event.kind not in ROOT_KINDS), step, KINDS.index(event.kind))
+    return (epoch, step, int(event.kind not in ROOT_KINDS), KINDS.index(event.kind))
 
 
 def _json_number(value: float) -> float | None:
