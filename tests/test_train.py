@@ -121,6 +121,40 @@ def test_steps_file_agrees_with_the_epochs_and_the_weights(tmp_path: Path) -> No
     assert float(moved.norm()) / 0.05 == pytest.approx(steps["global_grad_norm"][1], rel=1e-4)
 
 
+def test_dead_fraction_is_the_share_of_zeros_after_each_relu(tmp_path: Path) -> None:
+    """The trainer's dead_fraction at step 0 against an independent count on every ReLU's
+    output for the same first batch (same seed, data, weights and loader as the trainer)."""
+    import random
+
+    import numpy as np
+
+    from gradprobe.data import BatchLoader, load_dataset_from_config
+    from gradprobe.models import build_model
+
+    config = tiny_config(epochs=1, max_steps_per_epoch=1)
+    run_dir = train(config, tmp_path / "run").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    recorded = gradients.loc[(gradients["metric"] == "dead_fraction") & (gradients["step"] == 0)]
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    splits = load_dataset_from_config(config.data)
+    model = build_model("plain_stack", num_classes=splits.num_classes,
+                        in_channels=splits.in_channels, **config.model.builder_options())
+    images, _ = next(iter(BatchLoader(
+        splits.train, shuffle=True, augment=False, max_batches=1, mean=splits.mean,
+        std=splits.std, device=torch.device("cpu"), batch_size=8, seed=0).epoch(0)))
+    shares: list[float] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.register_forward_hook(
+                lambda _m, _i, out: shares.append(float((out == 0).double().mean())))
+    model(images)
+    assert len(shares) == len(recorded) == 4
+    assert sorted(recorded["value"]) == pytest.approx(sorted(shares), abs=1e-6)
+    assert min(shares) > 0.2  # after the ReLU: a pre-activation has (almost) no exact zeros
+
+
 def test_gradient_clipping_happens_after_the_probe(tmp_path: Path) -> None:
     """grad_clip bounds the update (||dW|| = lr x clip for plain SGD) while the probe and
     steps.csv keep the unclipped norms."""
