@@ -271,6 +271,15 @@ def test_detect_events_refuses_fewer_than_two_classes() -> None:
         detect_events(NO_STEPS, NO_GRADIENTS, epochs_frame([1.0]), num_classes=1)
 
 
+def test_a_probe_frame_needs_its_number_of_classes() -> None:
+    from gradprobe.analysis.load import RunData
+
+    run = RunData.from_frame(first_last(0.05, 1.0), name="probe")
+    with pytest.raises(ValueError, match="pass num_classes= to events_for_run"):
+        ev.events_for_run(run)
+    assert [e.kind for e in ev.events_for_run(run, num_classes=3)] == ["vanishing_at_init"]
+
+
 # ---------------------------------------------------------------------------- wording
 def test_the_diagnosis_says_what_happened_and_when() -> None:
     steps, gradients, epochs = failing_run()

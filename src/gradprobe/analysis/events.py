@@ -410,15 +410,20 @@ def diagnose(events: Sequence[Event], *, run: str | None = None) -> Diagnosis:
     return Diagnosis(name, cause_event.kind, "; ".join(clauses), ordered, cause_event)
 
 
-def events_for_run(run: Any) -> list[Event]:
+def events_for_run(run: Any, *, num_classes: int | None = None) -> list[Event]:
     """`detect_events` of a loaded run (`gradprobe.analysis.load.RunData`): classes, batch size
-    and the warm-up's end are read from its config."""
+    and the warm-up's end are read from its config (`num_classes` for a run without one, such
+    as a probe's frame; ValueError when neither says)."""
     config = getattr(run, "config", {}) or {}
-    train = (config.get("run") or {}).get("train") or {}
-    data_info = config.get("data_info") or {}
-    num_classes = data_info.get("num_classes") or len(data_info.get("class_to_idx") or {})
-    if not num_classes:
-        num_classes = (config.get("run") or {}).get("data", {}).get("num_classes") or 2
+    run_config = config.get("run") or {}
+    train = run_config.get("train") or {}
+    if num_classes is None:
+        data_info = config.get("data_info") or {}
+        num_classes = (data_info.get("num_classes") or len(data_info.get("class_to_idx") or {})
+                       or None)
+    if num_classes is None:
+        raise ValueError(f"run {run.name!r} does not say how many classes it has: pass "
+                         "num_classes= to events_for_run")
     steps = run.steps
     return detect_events(steps, run.gradients, run.metrics, num_classes=int(num_classes),
                          run=run.name, batch_size=train.get("batch_size"),
