@@ -92,6 +92,18 @@ def test_a_gradient_spike_of_a_hard_batch_is_not_instability() -> None:
     assert [e.step for e in found] == [35]
 
 
+def test_a_spike_that_clipping_cut_down_is_not_instability() -> None:
+    norms = [0.8] * 40
+    norms[30] = 14.0
+    steps = steps_frame(norms)
+    assert [e.step for e in ev.detect_instability(steps, num_classes=C)] == [30]
+    assert ev.detect_instability(steps, num_classes=C, grad_clip=1.0) == []
+    clipped_low = [0.05] * 40  # a clip far above the typical norm still lets a spike through
+    clipped_low[30] = 14.0
+    assert [e.step for e in ev.detect_instability(steps_frame(clipped_low), num_classes=C,
+                                                  grad_clip=1.0)] == [30]
+
+
 def test_a_zero_median_is_never_exceeded_tenfold() -> None:
     norms = [0.0] * 30 + [1e-9]
     assert ev.detect_instability(steps_frame(norms), num_classes=C) == []

@@ -15,7 +15,7 @@ Kinds, in the order a cause is looked for:
   median of the `RUNNING_WINDOW` steps before it while its batch loss rose less than
   `HARD_BATCH_SHARE` as much (relative to its own running median: a hard batch in a converged
   net raises both, measured on digits), or whose loss exceeds `LOSS_SPIKE_FACTOR` times its
-  running median and ln(classes).
+  running median and ln(classes). Under gradient clipping, the clipped norm the update used.
 - `divergence`: the training loss became non-finite, or its last-epoch mean exceeds
   `DIVERGENCE_LOSS_FACTOR` x ln(classes).
 - `collapse`: the training loss ends at ln(classes) and, from the step after the last batch
@@ -127,7 +127,8 @@ def method_text() -> str:
         f"(at least {MIN_HISTORY} of them) while its batch loss rose, against its own running "
         f"median, by less than {HARD_BATCH_SHARE:.2g} of that factor (a hard batch in a "
         f"converged net raises both), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x its "
-        f"running median and ln(classes). Dead units: at least {DEAD_SHARE:.0%} of the "
+        f"running median and ln(classes); with gradient clipping, the clipped norm the update "
+        f"used. Dead units: at least {DEAD_SHARE:.0%} of the "
         f"activations after the ReLU are zero in more than {DEAD_LAYERS_SHARE:.0%} of the "
         f"layers, from a step to the end of the run. Collapse: the last epoch's training loss "
         f"is within {COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) and, from the step after the "
@@ -150,13 +151,20 @@ def method_text() -> str:
 
 # ---------------------------------------------------------------------------- detectors
 def detect_instability(steps: pd.DataFrame, *, num_classes: int, run: str = "",
-                       warmup_end: int | None = None) -> list[Event]:
-    """Steps whose global gradient norm (or loss) jumped far above its running median."""
+                       warmup_end: int | None = None,
+                       grad_clip: float | None = None) -> list[Event]:
+    """Steps whose global gradient norm (or loss) jumped far above its running median.
+
+    With gradient clipping (`grad_clip`) the norm judged is the one the update used,
+    min(norm, grad_clip): a spike the clip cut down did not make an unstable step.
+    """
     if steps.empty:
         return []
     frame = steps.sort_values(StepCol.step).reset_index(drop=True)
     events: list[Event] = []
     norm = _finite(frame[StepCol.global_grad_norm])
+    if grad_clip is not None:
+        norm = np.minimum(norm, grad_clip)
     norm_median = _running_median(norm)
     loss = _finite(frame[StepCol.train_loss])
     loss_median = _running_median(loss)
@@ -355,7 +363,7 @@ def detect_vanishing_at_init(gradients: pd.DataFrame, *, run: str = "") -> list[
 
 def detect_events(steps: pd.DataFrame, gradients: pd.DataFrame, epochs: pd.DataFrame, *,
                   num_classes: int, run: str = "", batch_size: int | None = None,
-                  warmup_end: int | None = None) -> list[Event]:
+                  warmup_end: int | None = None, grad_clip: float | None = None) -> list[Event]:
     """Every event of one run, in step order (events known only by epoch at that epoch's
     first step). A collapse is a plateau at chance, so it is reported once, as a collapse; a
     run that collapsed, stalled or diverged is not "still improving"."""
@@ -364,7 +372,8 @@ def detect_events(steps: pd.DataFrame, gradients: pd.DataFrame, epochs: pd.DataF
     events = [
         *detect_vanishing_at_init(gradients, run=run),
         *detect_dead_units(gradients, run=run),
-        *detect_instability(steps, num_classes=num_classes, run=run, warmup_end=warmup_end),
+        *detect_instability(steps, num_classes=num_classes, run=run, warmup_end=warmup_end,
+                            grad_clip=grad_clip),
         *detect_divergence(steps, epochs, num_classes=num_classes, run=run),
     ]
     collapse = detect_collapse(epochs, gradients, steps, num_classes=num_classes,
@@ -427,7 +436,8 @@ def events_for_run(run: Any, *, num_classes: int | None = None) -> list[Event]:
     steps = run.steps
     return detect_events(steps, run.gradients, run.metrics, num_classes=int(num_classes),
                          run=run.name, batch_size=train.get("batch_size"),
-                         warmup_end=warmup_end_step(steps, train.get("warmup_epochs") or 0.0))
+                         warmup_end=warmup_end_step(steps, train.get("warmup_epochs") or 0.0),
+                         grad_clip=train.get("grad_clip"))
 
 
 def warmup_end_step(steps: pd.DataFrame, warmup_epochs: float) -> int | None:
