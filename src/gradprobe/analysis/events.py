@@ -15,7 +15,8 @@ Kinds, in the order a cause is looked for:
   median of the `RUNNING_WINDOW` steps before it while its batch loss rose less than
   `HARD_BATCH_SHARE` as much (relative to its own running median: a hard batch in a converged
   net raises both, measured on digits), or whose loss exceeds `LOSS_SPIKE_FACTOR` times its
-  running median and ln(classes). Under gradient clipping, the clipped norm the update used.
+  running median and `LOSS_CHANCE_MULTIPLE` x ln(classes). Under gradient clipping, the
+  clipped norm the update used.
 - `divergence`: the training loss became non-finite, or its last-epoch mean exceeds
   `DIVERGENCE_LOSS_FACTOR` x ln(classes).
 - `collapse`: the training loss ends at ln(classes) and, from the step after the last batch
@@ -48,7 +49,10 @@ from gradprobe.record import Col, GradCol, StepCol
 # ---------------------------------------------------------------------------- thresholds
 SPIKE_FACTOR = 10.0  # global gradient norm over its running median
 HARD_BATCH_SHARE = 1 / 3  # a batch loss up by this share of the norm's jump explains it
-LOSS_SPIKE_FACTOR = 3.0  # batch loss over its running median (and above ln(classes))
+LOSS_SPIKE_FACTOR = 3.0  # batch loss over its running median (and above ln(classes) x 2)
+# A batch loss above twice chance is confidently wrong, not just uninformed: a broken update.
+# (Below it: a batch-norm net's last, partial batch of 10 images measured 20x its median.)
+LOSS_CHANCE_MULTIPLE = 2.0
 RUNNING_WINDOW = 25  # steps before a step whose median it is compared with
 MIN_HISTORY = 10  # finite steps needed before a step can be called a spike
 DEAD_SHARE = 0.9  # a layer is dead when at least this share of its ReLU outputs is zero
@@ -127,8 +131,8 @@ def method_text() -> str:
         f"(at least {MIN_HISTORY} of them) while its batch loss rose, against its own running "
         f"median, by less than {HARD_BATCH_SHARE:.2g} of that factor (a hard batch in a "
         f"converged net raises both), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x its "
-        f"running median and ln(classes); with gradient clipping, the clipped norm the update "
-        f"used. Dead units: at least {DEAD_SHARE:.0%} of the "
+        f"running median and {LOSS_CHANCE_MULTIPLE:g}x ln(classes); with gradient clipping, "
+        f"the clipped norm the update used. Dead units: at least {DEAD_SHARE:.0%} of the "
         f"activations after the ReLU are zero in more than {DEAD_LAYERS_SHARE:.0%} of the "
         f"layers, from a step to the end of the run. Collapse: the last epoch's training loss "
         f"is within {COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) and, from the step after the "
@@ -183,7 +187,8 @@ def detect_instability(steps: pd.DataFrame, *, num_classes: int, run: str = "",
                 f"reached {norm[index]:.3g} (running median {median:.2g})"))
             continue
         median = loss_median[index]
-        if median > 0 and loss[index] > max(LOSS_SPIKE_FACTOR * median, chance):
+        if median > 0 and loss[index] > max(LOSS_SPIKE_FACTOR * median,
+                                            LOSS_CHANCE_MULTIPLE * chance):
             events.append(Event(
                 run, INSTABILITY, step, epoch, float(loss[index]), LOSS_SPIKE_FACTOR * median,
                 f"at step {step}{_after_warmup(step, warmup_end)}, the batch loss jumped to "
