@@ -26,6 +26,8 @@ means anything (the device runs asynchronously), so read the wall ratios there.
     python benchmarks/bench_probe.py                       # vgg_deep, resnet18; width 0.25, 1
     python benchmarks/bench_probe.py --models transformer --widths 1 --compile inductor
     python benchmarks/bench_probe.py --models resnet18 --widths 0.25 --rounds 5 --json out.json
+    python benchmarks/bench_probe.py --widths 0.125 --threads 1 --metrics weight_grad_norm \
+        weight_grad_rms output_grad_norm dead_fraction      # the cost of other metrics
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradprobe.metrics import metric_info
 from gradprobe.models import build_model
 from gradprobe.probe import DEFAULT_METRICS, GradientProbe
 
@@ -127,12 +130,13 @@ def benchmark_model(
     steps: int = 3,
     warmup: int = 2,
     compile_backend: str | None = None,
+    metrics: Sequence[str] = METRICS,
 ) -> dict[str, Any]:
     """Interleaved timing of the three variants on one model; a dict of results."""
     torch.manual_seed(0)
     model = build(name, width).to(device).train()
     images, labels = (tensor.to(device) for tensor in batch_for(name, batch_size, image_size))
-    probe = GradientProbe(model, metrics=METRICS)
+    probe = GradientProbe(model, metrics=tuple(metrics))
     notebook = NotebookHooks(model)
     runs = {variant: model for variant in VARIANTS}
     optimizers = {variant: torch.optim.SGD(model.parameters(), lr=1e-3) for variant in VARIANTS}
@@ -143,6 +147,8 @@ def benchmark_model(
                 "probe": torch.compile(model, backend=compile_backend)}
         optimizers = {"none": torch.optim.SGD(bare.parameters(), lr=1e-3),
                       "probe": torch.optim.SGD(model.parameters(), lr=1e-3)}
+    if any(metric_info(metric).needs_optimizer for metric in metrics):
+        probe.watch_optimizer(optimizers["probe"])  # update_ratio reads the step
 
     def train_step(variant: str) -> None:
         loss = nn.functional.cross_entropy(runs[variant](images), labels)
@@ -195,6 +201,7 @@ def benchmark_model(
         "model": name,
         "width": width,
         "compile": compile_backend,
+        "metrics": list(metrics),
         "layers": len(probe.layers),
         "batch_size": batch_size,
         "image_size": image_size,
@@ -279,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS),
+                        help="what the probe records (default: its default metrics)")
     parser.add_argument("--compile", metavar="BACKEND",
                         help="time under torch.compile with this backend (e.g. inductor)")
     args = parser.parse_args(argv)
@@ -294,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_size=args.batch_size,
         image_size=args.image_size,
         compile_backend=args.compile,
+        metrics=args.metrics,
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

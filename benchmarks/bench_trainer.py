@@ -11,6 +11,11 @@ with the default probe metrics on.
 Both sides must compute the same thing, so each result also carries both sides' mean train
 loss of the last round: equal losses are the evidence that the comparison is like for like.
 
+The diagnostic metrics (dead units, activations, update size; issue 20) are measured the same
+way, gradprobe's trainer against itself: the default probe (diagnostics every 10th step)
+and the diagnostics at every step, each against the gradient metrics alone (the default before
+them). Both sides train the same steps, so their losses are equal too.
+
 Run alone: `python -m benchmarks.bench_trainer [--quick] [--device cuda] [--amp]`.
 """
 
@@ -33,12 +38,19 @@ from benchmarks.common import Options, Row, check_options, ratio_row, status_row
 from benchmarks.timing import Ratio, interleaved_ratio
 from gradprobe.config import DataConfig, ModelConfig, ProbeConfig, RunConfig, TrainConfig
 from gradprobe.data import BatchLoader, Splits, load_dataset
+from gradprobe.metrics import default_run_metrics, metric_info
 from gradprobe.models import build_model
 from gradprobe.train import train
 
 TARGET = 1.03  # the trainer may cost at most 3% more than a hand-written loop (probe off)
 PROBE_OFF = ProbeConfig(metrics=())  # "probe off" in the trainer's own config
 PROBE_ON = ProbeConfig()  # the default metrics, every step
+# The default before issue 20: gradient metrics (+ weight_distance) only.
+PROBE_GRADIENTS = ProbeConfig(metrics=tuple(name for name in default_run_metrics()
+                                            if not metric_info(name).diagnostic))
+PROBE_DIAGNOSTICS_EVERY_STEP = ProbeConfig(diagnostic_every=1)
+DIAGNOSTICS_TARGET = 1.05  # the default's diagnostics may cost at most 5% of a trainer step
+DIAGNOSTICS_STEPS = 20  # a multiple of the default diagnostic_every: the default's real share
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,26 @@ def compare(case: TrainerCase, probe: ProbeConfig, splits: Splits,
             "hand_written_train_loss": last["hand_written"].train_loss}
 
 
+def compare_probes(case: TrainerCase, candidate: ProbeConfig, baseline: ProbeConfig,
+                   splits: Splits, scratch: Path) -> dict[str, Any]:
+    """Interleaved rounds of gradprobe's trainer with two probe settings."""
+    configs = {"candidate": run_config(case, candidate), "baseline": run_config(case, baseline)}
+    last: dict[str, LoopResult] = {}
+
+    def side(name: str) -> float:
+        last[name] = gradprobe_loop(configs[name], splits, scratch / name)
+        return last[name].seconds
+
+    ratio = interleaved_ratio(lambda: side("candidate"), lambda: side("baseline"),
+                              rounds=case.rounds, warmup=1, timer=lambda run: run())
+    return {"ratio": ratio.as_dict(), "candidate_train_loss": last["candidate"].train_loss,
+            "baseline_train_loss": last["baseline"].train_loss}
+
+
+def diagnostics_case(case: TrainerCase, options: Options) -> TrainerCase:
+    return case if options.quick else replace(case, steps=DIAGNOSTICS_STEPS)
+
+
 def run(options: Options) -> dict[str, Any]:
     """Every case with the probe off and on; a comparison that fails keeps its error."""
     results: dict[str, Any] = {"cases": []}
@@ -185,6 +217,19 @@ def run(options: Options) -> dict[str, Any]:
                     entry[name] = compare(case, probe, splits, Path(scratch))
                 except Exception as error:  # reported in the table, the suite goes on
                     entry[name] = {"error": f"{type(error).__name__}: {error}"}
+        if not case.amp:
+            diagnostic = diagnostics_case(case, options)
+            diagnostic_splits = load_splits(diagnostic)
+            entry["diagnostics_label"] = diagnostic.label
+            for name, probe in (("diagnostics_default", PROBE_ON),
+                                ("diagnostics_every_step", PROBE_DIAGNOSTICS_EVERY_STEP)):
+                with tempfile.TemporaryDirectory(prefix="gradprobe-bench-trainer-") as scratch:
+                    try:
+                        entry[name] = compare_probes(diagnostic, probe, PROBE_GRADIENTS,
+                                                     diagnostic_splits, Path(scratch))
+                    except Exception as error:  # reported in the table, the suite goes on
+                        entry[name] = {"error": f"{type(error).__name__}: {error}"}
+        entry["quick"] = options.quick
         results["cases"].append(entry)
     return results
 
@@ -213,6 +258,33 @@ def rows(results: dict[str, Any]) -> list[Row]:
                                    target=target, note=note,
                                    details={key: value for key, value in outcome.items()
                                             if key != "ratio"}))
+        table.extend(_diagnostic_rows(entry))
+    return table
+
+
+def _diagnostic_rows(entry: dict[str, Any]) -> list[Row]:
+    """The diagnostic metrics' cost: trainer with them against the trainer without them."""
+    table = []
+    for name, comparison, target in (
+        ("diagnostics_default", "default probe (diagnostics every 10th step) vs gradient "
+         "metrics only", DIAGNOSTICS_TARGET),
+        ("diagnostics_every_step", "diagnostics at every step vs gradient metrics only", None),
+    ):
+        if name not in entry:
+            continue
+        outcome = entry[name]
+        if "error" in outcome:
+            table.append(status_row("diagnostic metrics", entry["diagnostics_label"],
+                                    comparison, "error", outcome["error"], target=target))
+            continue
+        note = "" if entry.get("quick") is False else "--quick: sizes shrunk, not judged"
+        if not _same_loss(outcome["candidate_train_loss"], outcome["baseline_train_loss"]):
+            note = "train losses differ: the probe changed training"
+        table.append(ratio_row("diagnostic metrics", entry["diagnostics_label"], comparison,
+                               Ratio(**outcome["ratio"]), target=target,
+                               judge=entry.get("quick") is False, note=note,
+                               details={key: value for key, value in outcome.items()
+                                        if key != "ratio"}))
     return table
 
 

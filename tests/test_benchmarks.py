@@ -65,6 +65,15 @@ def test_quick_suite_produces_every_row(tmp_path: Path) -> None:
         # same seed, weights, batches and order of float operations on a CPU: bitwise equal
         assert row["details"]["gradprobe_train_loss"] == row["details"]["hand_written_train_loss"]
 
+    # diagnostic metrics: the trainer with them (default schedule, every step) against the
+    # trainer without them; the probe never changes training, so the losses are equal
+    diagnostics = [row for row in rows if row["benchmark"] == "diagnostic metrics"]
+    assert [row["comparison"].split(" vs")[0] for row in diagnostics] == [
+        "default probe (diagnostics every 10th step)", "diagnostics at every step"]
+    for row in diagnostics:
+        assert row["status"] == "ok" and row["median"] > 0 and row["met"] is None  # --quick
+        assert row["details"]["candidate_train_loss"] == row["details"]["baseline_train_loss"]
+
     # data: two in-memory epochs, the ImageFolder's first and cached run, generation
     data = [row for row in rows if row["benchmark"] == "data"]
     assert len(data) == 5 and all(row["status"] == "ok" for row in data)

@@ -140,7 +140,7 @@ def test_every_config_field_has_a_train_flag_that_sets_it() -> None:
             "--threads", "2", "--amp", "--tensorboard", "--max-steps-per-epoch", "3",
             "--warmup-epochs", "1.5", "--grad-clip", "1.0",
             "--checkpoint-every", "4", "--metrics", "update_ratio", "dead_fraction",
-            "--every", "2"]
+            "--every", "2", "--diagnostic-every", "3"]
     config = run_config(build_parser().parse_args(argv))
     for section, model in (("model", ModelConfig), ("data", DataConfig),
                            ("train", TrainConfig), ("probe", ProbeConfig)):

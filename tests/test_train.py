@@ -121,6 +121,40 @@ def test_steps_file_agrees_with_the_epochs_and_the_weights(tmp_path: Path) -> No
     assert float(moved.norm()) / 0.05 == pytest.approx(steps["global_grad_norm"][1], rel=1e-4)
 
 
+def test_dead_fraction_is_the_share_of_zeros_after_each_relu(tmp_path: Path) -> None:
+    """The trainer's dead_fraction at step 0 against an independent count on every ReLU's
+    output for the same first batch (same seed, data, weights and loader as the trainer)."""
+    import random
+
+    import numpy as np
+
+    from gradprobe.data import BatchLoader, load_dataset_from_config
+    from gradprobe.models import build_model
+
+    config = tiny_config(epochs=1, max_steps_per_epoch=1)
+    run_dir = train(config, tmp_path / "run").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    recorded = gradients.loc[(gradients["metric"] == "dead_fraction") & (gradients["step"] == 0)]
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    splits = load_dataset_from_config(config.data)
+    model = build_model("plain_stack", num_classes=splits.num_classes,
+                        in_channels=splits.in_channels, **config.model.builder_options())
+    images, _ = next(iter(BatchLoader(
+        splits.train, shuffle=True, augment=False, max_batches=1, mean=splits.mean,
+        std=splits.std, device=torch.device("cpu"), batch_size=8, seed=0).epoch(0)))
+    shares: list[float] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ReLU):
+            module.register_forward_hook(
+                lambda _m, _i, out: shares.append(float((out == 0).double().mean())))
+    model(images)
+    assert len(shares) == len(recorded) == 4
+    assert sorted(recorded["value"]) == pytest.approx(sorted(shares), abs=1e-6)
+    assert min(shares) > 0.2  # after the ReLU: a pre-activation has (almost) no exact zeros
+
+
 def test_gradient_clipping_happens_after_the_probe(tmp_path: Path) -> None:
     """grad_clip bounds the update (||dW|| = lr x clip for plain SGD) while the probe and
     steps.csv keep the unclipped norms."""
@@ -376,6 +410,31 @@ def test_probe_settings_reach_the_history(tmp_path: Path) -> None:
     gradients = pd.read_parquet(run_dir / record.GRADIENTS_FILE)
     assert set(gradients["metric"]) == {"output_grad_norm"}
     assert (gradients["step"] % 2 == 0).all()
+
+
+def test_diagnostic_metrics_have_their_own_sparser_schedule(tmp_path: Path) -> None:
+    """Gradient metrics every `every` steps, the diagnostic ones every `every x
+    diagnostic_every`, in one table ordered by step and depth; 1 records them every step."""
+    config = tiny_config(epochs=2).model_copy(
+        update={"probe": ProbeConfig(every=2, diagnostic_every=2)})
+    run_dir = train(config, tmp_path / "sparse").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    steps = int(record.read_run_file(run_dir / record.STATUS_FILE).step)
+    diagnostic = {"dead_fraction", "activation_mean", "activation_std", "update_ratio"}
+    probed = gradients.loc[gradients["metric"] != "weight_distance"]  # the trainer's, per epoch
+    by_metric = probed.groupby("metric")["step"].agg(lambda s: sorted(set(s)))
+    for metric, recorded in by_metric.items():
+        every = 4 if metric in diagnostic else 2
+        assert recorded == list(range(0, steps, every)), metric
+    assert diagnostic <= set(by_metric.index)
+    order = probed[["step", "depth"]].to_numpy().tolist()
+    assert order == sorted(order)
+    dense = tiny_config(epochs=1).model_copy(
+        update={"probe": ProbeConfig(metrics=("dead_fraction",), diagnostic_every=1)})
+    run_dir = train(dense, tmp_path / "dense").run_dir
+    gradients = record.read_run_file(run_dir / record.GRADIENTS_FILE)
+    steps = int(record.read_run_file(run_dir / record.STATUS_FILE).step)
+    assert sorted(set(gradients["step"])) == list(range(steps))
 
 
 def test_probe_off_and_update_ratio(tmp_path: Path) -> None:

@@ -157,7 +157,8 @@ class TrainConfig(_Frozen):
     warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS, strict=True, allow_inf_nan=False,
                                  description="linear learning-rate warm-up over this "
                                  "many epochs (0 = off, as in the assignment)")
-    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient L2 norm "
+    grad_clip: float | None = Field(None, gt=0, strict=True, allow_inf_nan=False,
+                                    description="clip the global gradient L2 norm "
                                     "(all trainable parameters) to this value before each "
                                     "optimiser step, after the probe records (default: off)")
 
@@ -168,6 +169,11 @@ class ProbeConfig(_Frozen):
     metrics: MetricNames = Field(default_run_metrics(), description="probe metrics to record")
     every: int = Field(1, ge=1, le=MAX_STEPS, strict=True,
                        description="record every k-th optimiser step")
+    diagnostic_every: int = Field(10, ge=1, le=MAX_STEPS, strict=True,
+                                  description="record the diagnostic metrics "
+                                  "(dead_fraction, activation_mean, activation_std, "
+                                  "update_ratio) only every k-th recorded step: they cost "
+                                  "far more than the gradient norms on a CPU (1 = every step)")
 
 
 class RunConfig(_Frozen):

@@ -12,13 +12,16 @@ Kinds, in the order a cause is looked for:
 - `dead_units`: the share of zeros after the ReLU is at least `DEAD_SHARE` in most layers, from
   a step on to the end of the run.
 - `instability`: a step whose global gradient norm exceeds `SPIKE_FACTOR` times the running
-  median of the `RUNNING_WINDOW` steps before it (or whose loss exceeds `LOSS_SPIKE_FACTOR`
-  times its running median and ln(classes)).
+  median of the `RUNNING_WINDOW` steps before it while its batch loss rose less than
+  `HARD_BATCH_SHARE` as much (relative to its own running median: a hard batch in a converged
+  net raises both, measured on digits), or whose loss exceeds `LOSS_SPIKE_FACTOR` times its
+  running median and `LOSS_CHANCE_MULTIPLE` x ln(classes). Under gradient clipping, the
+  clipped norm the update used.
 - `divergence`: the training loss became non-finite, or its last-epoch mean exceeds
   `DIVERGENCE_LOSS_FACTOR` x ln(classes).
-- `collapse`: from an epoch on, the training loss stays at ln(classes) and the logits' output
-  gradient at its uniform-softmax value sqrt((C - 1) / (C B)): the output does not depend on
-  the input.
+- `collapse`: the training loss ends at ln(classes) and, from the step after the last batch
+  whose loss fell `COLLAPSE_DIP` below it, the logits' output gradient is at its uniform-softmax
+  value sqrt((C - 1) / (C B)): the output does not depend on the input.
 - `plateau`: the training loss fell by less than `PLATEAU_LOSS_DROP` over the last
   `PLATEAU_EPOCHS` epochs or more, with training accuracy below `PLATEAU_MAX_TRAIN_ACC`.
 - `still_improving`: the last epoch's validation accuracy beat every earlier epoch's by at least
@@ -26,8 +29,8 @@ Kinds, in the order a cause is looked for:
   converged, so comparisons with it are about speed of learning.
 
 `diagnose(events)` names the cause (the earliest of the first four kinds, unless a collapse began
-in an earlier epoch; else collapse, plateau or still improving; else "healthy") and says what
-happened and when.
+before it; else collapse, plateau or still improving; else "healthy") and says what happened
+and when.
 """
 
 from __future__ import annotations
@@ -45,13 +48,18 @@ from gradprobe.record import Col, GradCol, StepCol
 
 # ---------------------------------------------------------------------------- thresholds
 SPIKE_FACTOR = 10.0  # global gradient norm over its running median
-LOSS_SPIKE_FACTOR = 3.0  # batch loss over its running median (and above ln(classes))
+HARD_BATCH_SHARE = 1 / 3  # a batch loss up by this share of the norm's jump explains it
+LOSS_SPIKE_FACTOR = 3.0  # batch loss over its running median (and above ln(classes) x 2)
+# A batch loss above twice chance is confidently wrong, not just uninformed: a broken update.
+# (Below it: a batch-norm net's last, partial batch of 10 images measured 20x its median.)
+LOSS_CHANCE_MULTIPLE = 2.0
 RUNNING_WINDOW = 25  # steps before a step whose median it is compared with
 MIN_HISTORY = 10  # finite steps needed before a step can be called a spike
 DEAD_SHARE = 0.9  # a layer is dead when at least this share of its ReLU outputs is zero
 DEAD_LAYERS_SHARE = 0.5  # "most layers": more than this share of the layers with a ReLU
 COLLAPSE_LOSS_TOLERANCE = 0.02  # |loss - ln C| within this share of ln C
 COLLAPSE_GRAD_TOLERANCE = 0.05  # logits' gradient within this share of the uniform value
+COLLAPSE_DIP = 0.1  # a batch loss this share below ln(classes): the output carried information
 DIVERGENCE_LOSS_FACTOR = 10.0  # last-epoch training loss over ln(classes)
 PLATEAU_EPOCHS = 3  # epochs without progress
 PLATEAU_LOSS_DROP = 0.01  # relative fall of the training loss that counts as progress
@@ -120,12 +128,16 @@ def method_text() -> str:
     return (
         f"Events are found in each run's records. Instability: a step whose global gradient "
         f"norm exceeds {SPIKE_FACTOR:g}x the median of the {RUNNING_WINDOW} steps before it "
-        f"(at least {MIN_HISTORY} of them), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x "
-        f"its running median and ln(classes). Dead units: at least {DEAD_SHARE:.0%} of the "
+        f"(at least {MIN_HISTORY} of them) while its batch loss rose, against its own running "
+        f"median, by less than {HARD_BATCH_SHARE:.2g} of that factor (a hard batch in a "
+        f"converged net raises both), or whose batch loss exceeds {LOSS_SPIKE_FACTOR:g}x its "
+        f"running median and {LOSS_CHANCE_MULTIPLE:g}x ln(classes); with gradient clipping, "
+        f"the clipped norm the update used. Dead units: at least {DEAD_SHARE:.0%} of the "
         f"activations after the ReLU are zero in more than {DEAD_LAYERS_SHARE:.0%} of the "
-        f"layers, from a step to the end of the run. Collapse: the training loss stays within "
-        f"{COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) to the end, and the logits' output "
-        f"gradient within {COLLAPSE_GRAD_TOLERANCE:.0%} of its uniform-softmax value "
+        f"layers, from a step to the end of the run. Collapse: the last epoch's training loss "
+        f"is within {COLLAPSE_LOSS_TOLERANCE:.0%} of ln(classes) and, from the step after the "
+        f"last batch whose loss fell {COLLAPSE_DIP:.0%} below ln(classes), the logits' output "
+        f"gradient is within {COLLAPSE_GRAD_TOLERANCE:.0%} of its uniform-softmax value "
         f"sqrt((C - 1) / (C B)) for C classes and batch B: the output does not depend on the "
         f"input. Divergence: a non-finite training loss, or a last-epoch training loss above "
         f"{DIVERGENCE_LOSS_FACTOR:g}x ln(classes). Plateau: the training loss fell by less than "
@@ -136,20 +148,27 @@ def method_text() -> str:
         f"initialisation: the first-to-last ratio of the weight-gradient norm at step 0 is "
         f"below {VANISHING_BELOW:g}, the report's vanishing verdict. The cause is the earliest "
         f"of vanishing at initialisation, dead units, instability and divergence (a collapse "
-        f"that began in an earlier epoch than all of them is the cause itself); without any, "
+        f"that began before all of them is the cause itself); without any, "
         f"a collapse, a plateau or a run still improving; the other events are its symptoms."
     )
 
 
 # ---------------------------------------------------------------------------- detectors
 def detect_instability(steps: pd.DataFrame, *, num_classes: int, run: str = "",
-                       warmup_end: int | None = None) -> list[Event]:
-    """Steps whose global gradient norm (or loss) jumped far above its running median."""
+                       warmup_end: int | None = None,
+                       grad_clip: float | None = None) -> list[Event]:
+    """Steps whose global gradient norm (or loss) jumped far above its running median.
+
+    With gradient clipping (`grad_clip`) the norm judged is the one the update used,
+    min(norm, grad_clip): a spike the clip cut down did not make an unstable step.
+    """
     if steps.empty:
         return []
     frame = steps.sort_values(StepCol.step).reset_index(drop=True)
     events: list[Event] = []
     norm = _finite(frame[StepCol.global_grad_norm])
+    if grad_clip is not None:
+        norm = np.minimum(norm, grad_clip)
     norm_median = _running_median(norm)
     loss = _finite(frame[StepCol.train_loss])
     loss_median = _running_median(loss)
@@ -157,14 +176,19 @@ def detect_instability(steps: pd.DataFrame, *, num_classes: int, run: str = "",
     for index in range(len(frame)):
         step, epoch = int(frame.at[index, StepCol.step]), int(frame.at[index, StepCol.epoch])
         median = norm_median[index]
-        if median > 0 and norm[index] > SPIKE_FACTOR * median:
+        jump = norm[index] / median if median > 0 else math.nan
+        loss_jump = loss[index] / loss_median[index] if loss_median[index] > 0 else math.nan
+        # A hard batch in a converged net raises its loss with its gradient: not unstable.
+        explained = loss_jump >= jump * HARD_BATCH_SHARE
+        if jump > SPIKE_FACTOR and not explained:
             events.append(Event(
                 run, INSTABILITY, step, epoch, float(norm[index]), SPIKE_FACTOR * median,
                 f"at step {step}{_after_warmup(step, warmup_end)}, the global gradient norm "
                 f"reached {norm[index]:.3g} (running median {median:.2g})"))
             continue
         median = loss_median[index]
-        if median > 0 and loss[index] > max(LOSS_SPIKE_FACTOR * median, chance):
+        if median > 0 and loss[index] > max(LOSS_SPIKE_FACTOR * median,
+                                            LOSS_CHANCE_MULTIPLE * chance):
             events.append(Event(
                 run, INSTABILITY, step, epoch, float(loss[index]), LOSS_SPIKE_FACTOR * median,
                 f"at step {step}{_after_warmup(step, warmup_end)}, the batch loss jumped to "
@@ -239,22 +263,40 @@ def detect_collapse(epochs: pd.DataFrame, gradients: pd.DataFrame, steps: pd.Dat
     near = np.isfinite(loss) & (np.abs(loss - chance) <= COLLAPSE_LOSS_TOLERANCE * chance)
     if not near[-1]:
         return []
-    failing = np.flatnonzero(~near)
-    start = 0 if failing.size == 0 else int(failing[-1]) + 1
-    epoch = int(epochs[Col.epoch].iloc[start])
+    onset = _collapse_onset(steps, chance)
+    if onset is None:  # no per-step records: the first epoch from which the mean stays there
+        failing = np.flatnonzero(~near)
+        start = 0 if failing.size == 0 else int(failing[-1]) + 1
+        epoch = int(epochs[Col.epoch].iloc[start])
+        step = _first_step_of(steps, gradients, epoch)
+        from_step = -1 if step is None else step
+        when = "from the start" if start == 0 else f"from epoch {epoch} on"
+    else:
+        if onset > int(steps[StepCol.step].max()):
+            return []  # its last step still did better than chance
+        step = from_step = onset
+        epoch = int(steps.loc[steps[StepCol.step] == onset, StepCol.epoch].iloc[0])
+        when = "from the start" if onset == 0 else f"from step {onset} (epoch {epoch}) on"
     gradient_clause = ""
-    logits = _logits_gradient(gradients, epoch)
+    logits = _logits_gradient(gradients, from_step)
     if logits is not None and batch_size is not None:
         uniform = math.sqrt((num_classes - 1) / (num_classes * batch_size))
         if abs(logits - uniform) > COLLAPSE_GRAD_TOLERANCE * uniform:
             return []  # the loss is at chance but the output still depends on the input
         gradient_clause = (f" and the logits' gradient at {logits:.3g}, the uniform-softmax "
                            f"value {uniform:.3g}")
-    step = _first_step_of(steps, gradients, epoch)
-    when = "from the start" if start == 0 else f"from epoch {epoch} on"
     return [Event(run, COLLAPSE, step, epoch, float(loss[-1]), chance,
                   f"{when} the output did not depend on the input: the training loss stayed "
                   f"at ln({num_classes}) = {chance:.3f}{gradient_clause}")]
+
+
+def _collapse_onset(steps: pd.DataFrame, chance: float) -> int | None:
+    """The step after the last batch loss clearly below chance (None: no per-step records)."""
+    if steps.empty:
+        return None
+    loss = steps[StepCol.train_loss].to_numpy(dtype="float64")
+    dipped = steps.loc[np.isfinite(loss) & (loss < (1.0 - COLLAPSE_DIP) * chance), StepCol.step]
+    return 0 if dipped.empty else int(dipped.max()) + 1
 
 
 def detect_plateau(epochs: pd.DataFrame, steps: pd.DataFrame, gradients: pd.DataFrame, *,
@@ -326,7 +368,7 @@ def detect_vanishing_at_init(gradients: pd.DataFrame, *, run: str = "") -> list[
 
 def detect_events(steps: pd.DataFrame, gradients: pd.DataFrame, epochs: pd.DataFrame, *,
                   num_classes: int, run: str = "", batch_size: int | None = None,
-                  warmup_end: int | None = None) -> list[Event]:
+                  warmup_end: int | None = None, grad_clip: float | None = None) -> list[Event]:
     """Every event of one run, in step order (events known only by epoch at that epoch's
     first step). A collapse is a plateau at chance, so it is reported once, as a collapse; a
     run that collapsed, stalled or diverged is not "still improving"."""
@@ -335,7 +377,8 @@ def detect_events(steps: pd.DataFrame, gradients: pd.DataFrame, epochs: pd.DataF
     events = [
         *detect_vanishing_at_init(gradients, run=run),
         *detect_dead_units(gradients, run=run),
-        *detect_instability(steps, num_classes=num_classes, run=run, warmup_end=warmup_end),
+        *detect_instability(steps, num_classes=num_classes, run=run, warmup_end=warmup_end,
+                            grad_clip=grad_clip),
         *detect_divergence(steps, epochs, num_classes=num_classes, run=run),
     ]
     collapse = detect_collapse(epochs, gradients, steps, num_classes=num_classes,
@@ -352,9 +395,8 @@ def diagnose(events: Sequence[Event], *, run: str | None = None) -> Diagnosis:
     """The cause and the story of one run's events (see the module docstring)."""
     ordered = tuple(sorted(events, key=_order))
     name = run if run is not None else (ordered[0].run if ordered else "")
-    # A collapse that began in an earlier epoch than every root event is itself the cause:
-    # the output never depended on the input before they happened. In the same epoch the
-    # root event comes first (the collapse is known only by its epoch).
+    # A collapse that began before every root event is itself the cause: the output never
+    # depended on the input before they happened. At one step the root event comes first.
     candidates = [event for event in ordered if event.kind in (*ROOT_KINDS, COLLAPSE)]
     if any(event.kind in ROOT_KINDS for event in candidates):
         cause_event = min(candidates, key=_cause_order)
@@ -382,19 +424,25 @@ def diagnose(events: Sequence[Event], *, run: str | None = None) -> Diagnosis:
     return Diagnosis(name, cause_event.kind, "; ".join(clauses), ordered, cause_event)
 
 
-def events_for_run(run: Any) -> list[Event]:
+def events_for_run(run: Any, *, num_classes: int | None = None) -> list[Event]:
     """`detect_events` of a loaded run (`gradprobe.analysis.load.RunData`): classes, batch size
-    and the warm-up's end are read from its config."""
+    and the warm-up's end are read from its config (`num_classes` for a run without one, such
+    as a probe's frame; ValueError when neither says)."""
     config = getattr(run, "config", {}) or {}
-    train = (config.get("run") or {}).get("train") or {}
-    data_info = config.get("data_info") or {}
-    num_classes = data_info.get("num_classes") or len(data_info.get("class_to_idx") or {})
-    if not num_classes:
-        num_classes = (config.get("run") or {}).get("data", {}).get("num_classes") or 2
+    run_config = config.get("run") or {}
+    train = run_config.get("train") or {}
+    if num_classes is None:
+        data_info = config.get("data_info") or {}
+        num_classes = (data_info.get("num_classes") or len(data_info.get("class_to_idx") or {})
+                       or None)
+    if num_classes is None:
+        raise ValueError(f"run {run.name!r} does not say how many classes it has: pass "
+                         "num_classes= to events_for_run")
     steps = run.steps
     return detect_events(steps, run.gradients, run.metrics, num_classes=int(num_classes),
                          run=run.name, batch_size=train.get("batch_size"),
-                         warmup_end=warmup_end_step(steps, train.get("warmup_epochs") or 0.0))
+                         warmup_end=warmup_end_step(steps, train.get("warmup_epochs") or 0.0),
+                         grad_clip=train.get("grad_clip"))
 
 
 def warmup_end_step(steps: pd.DataFrame, warmup_epochs: float) -> int | None:
@@ -426,13 +474,13 @@ def _after_warmup(step: int, warmup_end: int | None) -> str:
     return f", {step - warmup_end + 1} steps after warm-up ended"
 
 
-def _logits_gradient(gradients: pd.DataFrame, epoch: int) -> float | None:
-    """Median output-gradient norm of the deepest layer (the logits) from `epoch` on."""
+def _logits_gradient(gradients: pd.DataFrame, from_step: int) -> float | None:
+    """Median output-gradient norm of the deepest layer (the logits) from `from_step` on."""
     rows = gradients.loc[gradients[GradCol.metric] == LOGITS_METRIC]
     if rows.empty:
         return None
     deepest = rows.loc[rows[GradCol.depth] == rows[GradCol.depth].max()]
-    values = deepest.loc[deepest[GradCol.epoch] >= epoch, GradCol.value].to_numpy("float64")
+    values = deepest.loc[deepest[GradCol.step] >= from_step, GradCol.value].to_numpy("float64")
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else None
 
@@ -453,10 +501,11 @@ def _order(event: Event) -> tuple[int, float, int]:
     return (epoch, step, KINDS.index(event.kind))
 
 
-def _cause_order(event: Event) -> tuple[int, int, float, int]:
+def _cause_order(event: Event) -> tuple[int, float, int, int]:
+    """The earliest event; at one step a root event before a collapse."""
     epoch = event.epoch if event.epoch is not None else 10**9
     step = event.step if event.step is not None else math.inf
-    return (epoch, int(event.kind not in ROOT_KINDS), step, KINDS.index(event.kind))
+    return (epoch, step, int(event.kind not in ROOT_KINDS), KINDS.index(event.kind))
 
 
 def _json_number(value: float) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 from gradprobe.errors import InputError
 
 # What `gradprobe study` runs and where it writes when not told.
-BUILTIN_STUDIES = ("vanishing-gradients",)  # study/builtin/<name>.yaml
+BUILTIN_STUDIES = ("vanishing-gradients", "diagnose")  # study/builtin/<name>.yaml
 DEFAULT_STUDY = "vanishing-gradients"
 DEFAULT_STUDY_DIR = Path("runs/study")
 

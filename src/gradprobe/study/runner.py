@@ -111,8 +111,8 @@ def run_study(
     # Everything that can be refused is refused before the first run starts or a file is written.
     _check_same_study(study_dir, study, progress)
     check_runs(tasks, here=execution.executor != "ray")
-    prepare_output_dir(study_dir)  # before the plan names the report's path in it
     with open_executor(execution, tasks) as execute:  # Ray: connected and checked here
+        prepare_output_dir(study_dir)  # before the plan names the report's path in it
         for line in describe_plan(study, study_dir):
             progress.message(line)
         record.write_study_file(study_dir, study.to_yaml_dict())

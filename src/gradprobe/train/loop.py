@@ -12,19 +12,15 @@ import random
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from gradprobe.config import DataConfig, RunConfig
 from gradprobe.data import BatchLoader, Splits
 from gradprobe.errors import InputError
-from gradprobe.metrics import metric_info
 from gradprobe.models import build_model, count_parameters
-from gradprobe.probe import GradientProbe
 from gradprobe.progress import Progress, RunPace
 from gradprobe.record import (
     STEP_COLUMNS,
@@ -33,7 +29,6 @@ from gradprobe.record import (
     RunState,
     RunSummary,
     StepRow,
-    empty_gradients,
 )
 from gradprobe.train import faults
 from gradprobe.train.checkpoint import (
@@ -44,6 +39,7 @@ from gradprobe.train.checkpoint import (
 )
 from gradprobe.train.device import resolve_device
 from gradprobe.train.optim import build_optimizer, build_scheduler, warmup_factor, warmup_lr
+from gradprobe.train.probes import TrainerProbes
 from gradprobe.train.rundir import RunDirectory, versions
 from gradprobe.train.state import RunPosition, RunResult
 from gradprobe.train.tensorboard import TensorBoardLogger
@@ -104,12 +100,8 @@ class Trainer:
                                         **loader_options)
         self.val_loader = BatchLoader(splits.val, shuffle=False, **loader_options)
         self.test_loader = BatchLoader(splits.test, shuffle=False, **loader_options)
-        probed = tuple(m for m in cfg.probe.metrics if metric_info(m).source != "weights")
-        self.probe: GradientProbe | _NoProbe = (
-            GradientProbe(self.model, metrics=probed, every=cfg.probe.every)
-            if probed else _NoProbe())
-        if any(metric_info(metric).needs_optimizer for metric in probed):
-            self.probe.watch_optimizer(self.optimizer)
+        self.probe = TrainerProbes(self.model, cfg.probe)
+        self.probe.watch_optimizer(self.optimizer)
         self.tensorboard = (TensorBoardLogger(self.run_dir.file(TENSORBOARD_DIR))
                             if cfg.train.tensorboard else None)
         self._write_config()
@@ -416,31 +408,6 @@ class Trainer:
         return RunSummary.from_rows(state, self.position.metrics_rows, steps=self.position.step,
                                     test_loss=test_loss, test_acc=test_acc,
                                     diverged_step=diverged_step)
-
-
-class _NoProbe:
-    """Stands in for the probe when a run records no metrics (`ProbeConfig(metrics=())`)."""
-
-    def __enter__(self) -> _NoProbe:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-    def record(self, step: int, epoch: int, *, scaler: object = None) -> bool:
-        return False
-
-    def flush(self) -> None:
-        pass
-
-    def to_frame(self) -> pd.DataFrame:
-        return empty_gradients()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 def _seed_everything(seed: int) -> None:
