@@ -462,12 +462,12 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 @pytest.mark.timeout(300)
 def test_real_full_disk_then_the_rerun_is_bit_identical(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """On a 256 KiB tmpfs the first checkpoint (~2 MiB) cannot be written: torch's C++ writer
+    """On a 96 KiB tmpfs the first checkpoint (~145 KiB) cannot be written: torch's C++ writer
     fails without an errno. Exit 1, one message, "failed"; on a larger disk the rerun ends
     with the numbers of a run that never met a full disk."""
     reference = tmp_path / "reference"
     assert main([*TRAIN, "--out", str(reference)]) == 0
-    with tmpfs(tmp_path / "disk", "256k") as disk:
+    with tmpfs(tmp_path / "disk", "96k") as disk:
         code, _out, err = cli([*TRAIN, "--out", disk / "run"], capsys)
         assert code == 1
         assert err.count("error:") == 1 and "Traceback" not in err
