@@ -170,16 +170,19 @@ def _read_summary(path: Path) -> RunSummary:
     return _typed(path, data, RunSummary)
 
 
-def _read_metrics(path: Path) -> pd.DataFrame:
+def _read_numeric_csv(path: Path, columns: Sequence[str],
+                      whole: Sequence[str]) -> pd.DataFrame:
+    """A CSV the trainer wrote (metrics.csv, steps.csv): `columns` as float64, `whole` ones as
+    int64; a cut last line, a missing column or a cell that is not a number is named."""
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):  # the writer ends every row: a cut one may still parse
         raise RunFileError(path, "its last line is cut short (the file was truncated)")
     frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
-    missing = [column for column in METRIC_COLUMNS if column not in frame.columns]
+    missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise RunFileError(path, f"it lacks the columns {missing}")
     result = pd.DataFrame(index=frame.index)
-    for column in METRIC_COLUMNS:
+    for column in columns:
         text = frame[column].str.strip()
         # the trainer writes NaN as an empty cell; "nan"/"inf" strings parse as floats
         values = pd.to_numeric(text.where(text != "", "nan"), errors="coerce")
@@ -189,10 +192,17 @@ def _read_metrics(path: Path) -> pd.DataFrame:
             raise RunFileError(path, f"row {row + 1} holds {frame.at[row, column]!r} in the "
                                      f"numeric column {column!r}")
         result[column] = values.astype("float64")
-    epochs = result[Col.epoch]
-    if epochs.isna().any() or (epochs != epochs.round()).any():
-        raise RunFileError(path, "an epoch number is missing or not a whole number")
-    result[Col.epoch] = epochs.astype("int64")
+    for column in whole:
+        counts = result[column]
+        if counts.isna().any() or (counts != counts.round()).any():
+            raise RunFileError(path, f"a{'n' if column[0] in 'aeiou' else ''} {column} number "
+                                     "is missing or not a whole number")
+        result[column] = counts.astype("int64")
+    return result
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    result = _read_numeric_csv(path, METRIC_COLUMNS, whole=(Col.epoch,))
     return result.sort_values(Col.epoch).reset_index(drop=True)
 
 
@@ -212,28 +222,7 @@ def _read_gradients(path: Path) -> pd.DataFrame:
 
 def _read_steps(path: Path) -> pd.DataFrame:
     """steps.csv as float64 columns (step and epoch int64), sorted by step; damage is named."""
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):  # the writer ends every row: a cut one may still parse
-        raise RunFileError(path, "its last line is cut short (the file was truncated)")
-    frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
-    missing = [column for column in STEP_COLUMNS if column not in frame.columns]
-    if missing:
-        raise RunFileError(path, f"it lacks the columns {missing}")
-    result = pd.DataFrame(index=frame.index)
-    for column in STEP_COLUMNS:
-        text = frame[column].str.strip()
-        values = pd.to_numeric(text.where(text != "", "nan"), errors="coerce")
-        garbage = values.isna() & ~text.str.lower().isin(["", "nan", "-nan"])
-        if garbage.any():
-            row = int(garbage.idxmax())
-            raise RunFileError(path, f"row {row + 1} holds {frame.at[row, column]!r} in the "
-                                     f"numeric column {column!r}")
-        result[column] = values.astype("float64")
-    for column in (StepCol.step, StepCol.epoch):
-        counts = result[column]
-        if counts.isna().any() or (counts != counts.round()).any():
-            raise RunFileError(path, f"a {column} number is missing or not a whole number")
-        result[column] = counts.astype("int64")
+    result = _read_numeric_csv(path, STEP_COLUMNS, whole=(StepCol.step, StepCol.epoch))
     if result[StepCol.step].duplicated().any():
         raise RunFileError(path, "a step appears twice")
     return result.sort_values(StepCol.step).reset_index(drop=True)
