@@ -228,6 +228,36 @@ def test_vanishing_at_init_uses_the_reports_threshold_on_the_conv_layers() -> No
     assert ev.detect_vanishing_at_init(first_last(1.0, 1.0, later=1e-6)) == []  # later only
 
 
+def first_last_both(weight: tuple[float, float], output: tuple[float, float]) -> pd.DataFrame:
+    """Step 0 only: the first and last conv layers' weight and output gradients."""
+    values: dict[tuple[str, str, int, str], list[float]] = {}
+    for metric, (first, last) in (("weight_grad_norm", weight), ("output_grad_norm", output)):
+        values.update({("features.0", "conv", 0, metric): [first],
+                       ("features.3", "conv", 1, metric): [1.0],
+                       ("features.6", "conv", 2, metric): [last]})
+    return gradients_frame(values)
+
+
+def test_vanishing_at_init_fires_on_the_output_gradient_alone() -> None:
+    found = ev.detect_vanishing_at_init(first_last_both((0.54, 1.0), (0.03, 1.0)))
+    assert [(e.kind, e.step, e.value, e.threshold) for e in found] == [
+        ("vanishing_at_init", 0, 0.03, 0.1)]
+    assert ev.detect_vanishing_at_init(first_last_both((0.54, 1.0), (0.5, 1.0))) == []
+
+
+def test_vanishing_at_init_prefers_the_weight_gradient_when_both_vanish() -> None:
+    found = ev.detect_vanishing_at_init(first_last_both((0.02, 1.0), (0.03, 1.0)))
+    assert [e.value for e in found] == [0.02]
+
+
+def test_vanishing_at_init_wording_names_the_metric_that_vanished() -> None:
+    (event,) = ev.detect_vanishing_at_init(first_last_both((0.54, 1.0), (0.03, 1.0)))
+    assert event.detail == ("at initialisation (step 0) the output gradient's first-to-last "
+                            "ratio was 0.03 while the weight gradient's was 0.54")
+    (event,) = ev.detect_vanishing_at_init(first_last(0.05, 1.0))
+    assert "features.0's weight-gradient norm was 0.05x that of features.6" in event.detail
+
+
 # ---------------------------------------------------------------------------- all together
 def failing_run() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The issue's vgg_deep: a spike right after warm-up, then dead layers, then collapse."""

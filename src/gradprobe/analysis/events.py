@@ -8,7 +8,8 @@ constant; `method_text()` is the sentence a report puts in its method section.
 Kinds, in the order a cause is looked for:
 
 - `vanishing_at_init`: at the first recorded step (step 0: the initialisation) the first-to-last
-  ratio of the weight-gradient norm is below the report's vanishing verdict threshold.
+  ratio of the weight-gradient norm, or of the output-gradient norm, is below the report's
+  vanishing verdict threshold.
 - `dead_units`: the share of zeros after the ReLU is at least `DEAD_SHARE` in most layers, from
   a step on to the end of the run.
 - `instability`: a step whose global gradient norm exceeds `SPIKE_FACTOR` times the running
@@ -70,6 +71,8 @@ VANISHING_BELOW = VERDICT_THRESHOLDS.vanishing_below  # the report's verdict thr
 GRADIENT_METRIC = "weight_grad_norm"  # the ratio at initialisation: the report's default
 DEAD_METRIC = "dead_fraction"
 LOGITS_METRIC = "output_grad_norm"
+VANISHING_METRICS = (GRADIENT_METRIC, LOGITS_METRIC)  # either one vanishing at step 0 counts
+METRIC_WORDS = {GRADIENT_METRIC: "weight gradient", LOGITS_METRIC: "output gradient"}
 
 VANISHING = "vanishing_at_init"
 DEAD_UNITS = "dead_units"
@@ -145,11 +148,11 @@ def method_text() -> str:
         f"accuracy stayed below {PLATEAU_MAX_TRAIN_ACC:.0%}. Still improving: the last epoch's "
         f"validation accuracy beat every earlier epoch's by at least "
         f"{STILL_IMPROVING_POINTS * 100:g} point(s) while the training loss fell. Vanishing at "
-        f"initialisation: the first-to-last ratio of the weight-gradient norm at step 0 is "
-        f"below {VANISHING_BELOW:g}, the report's vanishing verdict. The cause is the earliest "
-        f"of vanishing at initialisation, dead units, instability and divergence (a collapse "
-        f"that began before all of them is the cause itself); without any, "
-        f"a collapse, a plateau or a run still improving; the other events are its symptoms."
+        f"initialisation: the first-to-last ratio of the weight- or the output-gradient norm at "
+        f"step 0 is below {VANISHING_BELOW:g}, the report's vanishing verdict. The cause is the "
+        f"earliest of vanishing at initialisation, dead units, instability and divergence (a "
+        f"collapse that began before all of them is the cause itself); without any, a "
+        f"collapse, a plateau or a run still improving; the other events are its symptoms."
     )
 
 
@@ -340,30 +343,50 @@ def detect_still_improving(epochs: pd.DataFrame, *, run: str = "") -> list[Event
                   f"still falling: the run stopped before it converged")]
 
 
-def detect_vanishing_at_init(gradients: pd.DataFrame, *, run: str = "") -> list[Event]:
-    """The first-to-last weight-gradient ratio at the first recorded step below the verdict's."""
-    rows = gradients.loc[gradients[GradCol.metric] == GRADIENT_METRIC]
+def first_step_ratio(gradients: pd.DataFrame, metric: str
+                     ) -> tuple[float, str, str, int, int] | None:
+    """`metric`'s first-to-last ratio at the first recorded step over the report's fitted layers:
+    (ratio, first layer, last layer, step, epoch); None when it cannot be computed."""
+    rows = gradients.loc[gradients[GradCol.metric] == metric]
     if rows.empty:
-        return []
+        return None
     layers = fitted_layers(rows, fit_kind(rows))
     if len(layers) < 2:
-        return []
+        return None
     (first, _), (last, _) = layers[0], layers[-1]
     step = int(rows[GradCol.step].min())
     at_step = rows.loc[rows[GradCol.step] == step].set_index(GradCol.layer)[GradCol.value]
     if first not in at_step.index or last not in at_step.index:
-        return []
+        return None
     numerator, denominator = float(at_step[first]), float(at_step[last])
     if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator <= 0:
-        return []
-    ratio = numerator / denominator
-    if ratio >= VANISHING_BELOW:
-        return []
+        return None
+    if numerator == 0:  # no gradient at all: dead units (their own event), not a vanished one
+        return None
     epoch = int(rows.loc[rows[GradCol.step] == step, GradCol.epoch].iloc[0])
+    return numerator / denominator, first, last, step, epoch
+
+
+def detect_vanishing_at_init(gradients: pd.DataFrame, *, run: str = "") -> list[Event]:
+    """The first-to-last ratio at the first recorded step below the verdict's threshold, on
+    either gradient metric (weight or output gradient); the detail names which."""
+    found = {metric: ratio for metric in VANISHING_METRICS
+             if (ratio := first_step_ratio(gradients, metric)) is not None}
+    vanished = [metric for metric, ratio in found.items() if ratio[0] < VANISHING_BELOW]
+    if not vanished:
+        return []
+    metric = vanished[0]  # the weight gradient when both vanished
+    value, first, last, step, epoch = found[metric]
     where = "at initialisation (step 0)" if step == 0 else f"at step {step}"
-    return [Event(run, VANISHING, step, epoch, ratio, VANISHING_BELOW,
-                  f"{where} the gradient had already vanished: {first}'s weight-gradient norm "
-                  f"was {ratio:.2g}x that of {last}")]
+    healthy = [other for other in found if other not in vanished]
+    if healthy:
+        detail = (f"{where} the {METRIC_WORDS[metric]}'s first-to-last ratio was {value:.2g} "
+                  f"while the {METRIC_WORDS[healthy[0]]}'s was {found[healthy[0]][0]:.2g}")
+    else:
+        detail = (f"{where} the gradient had already vanished: {first}'s "
+                  f"{METRIC_WORDS[metric].replace(' ', '-')} norm was {value:.2g}x that of "
+                  f"{last}")
+    return [Event(run, VANISHING, step, epoch, value, VANISHING_BELOW, detail)]
 
 
 def detect_events(steps: pd.DataFrame, gradients: pd.DataFrame, epochs: pd.DataFrame, *,
