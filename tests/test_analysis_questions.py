@@ -222,5 +222,6 @@ def test_an_unstable_step_is_dated_and_drawn(tmp_path: Path) -> None:
     assert diagnosis.cause == "instability" and diagnosis.cause_event.step == 30
     assert "figures/spiky-timeline.png" in written
     text = written["md"].read_text(encoding="utf-8")
-    assert "spiky: an unstable step;" in text
+    assert "First an unstable step (at step 30)" in text
+    assert "Drawn below: at step 30, the global gradient norm reached 100" in text
     assert "In spiky vanishing is a symptom: an unstable step came first, at step 30." in text

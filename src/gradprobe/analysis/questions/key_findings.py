@@ -4,7 +4,14 @@ own key-finding sentences in the order the report answers them."""
 from __future__ import annotations
 
 from gradprobe.analysis.document import Context, Section, bullets, p
-from gradprobe.analysis.questions import batch_norm, comparison, experiments, residual, why
+from gradprobe.analysis.questions import (
+    batch_norm,
+    comparison,
+    diagnosis,
+    experiments,
+    residual,
+    why,
+)
 from gradprobe.analysis.study import StudyAnalysis
 
 MAX_KEY_FINDINGS = 8
@@ -12,7 +19,8 @@ MAX_KEY_FINDINGS = 8
 
 def sentences(analysis: StudyAnalysis) -> list[str]:
     found = [comparison.key_finding(analysis), comparison.vanishing_finding(analysis),
-             batch_norm.key_finding(analysis), residual.key_finding(analysis)]
+             diagnosis.key_finding(analysis), batch_norm.key_finding(analysis),
+             residual.key_finding(analysis)]
     # batch norm and depth/residual have their own key findings above
     found += [experiments.key_finding(e) for e in analysis.experiments
               if set(e.axes) != {"norm"} and not {"depth", "residual"} <= set(e.axes)]

@@ -61,9 +61,33 @@ def setup_sentences(analysis: StudyAnalysis) -> list[str]:
         sentences.append("Departures from the assignment: " + "; ".join(departures) + ".")
     if deep:
         sentences.append(f"VGG-Deep has {deep} conv layers here.")
+    ablation = ablation_sentence(analysis)
+    if ablation:
+        sentences.append(ablation)
     sentences.append("Values over seeds are means (geometric for ratios) with 95% intervals in "
                      "brackets; n is in each table's header.")
     return sentences
+
+
+def vgg_deep_fails_under_quick(analysis: StudyAnalysis) -> bool:
+    """The quick preset's vgg_deep, unclipped, at chance in a seed: the case the `diagnose`
+    built-in study traced to the optimiser (README, "Why `vgg_deep` stays at chance")."""
+    if str(analysis.study.spec.get("preset") or "") != "quick":
+        return False
+    for config in analysis.configurations:
+        run = analysis.run(config.runs[0])
+        if (config.name == "vgg_deep" and run.section("model").get("name") == "vgg_deep"
+                and not run.section("train").get("grad_clip")):
+            return config.at_chance_runs > 0
+    return False
+
+
+def ablation_sentence(analysis: StudyAnalysis) -> str | None:
+    """The `diagnose` study's conclusion, where this study shows the failure it explains."""
+    if not vgg_deep_fails_under_quick(analysis):
+        return None
+    return ("Under these optimiser settings VGG-Deep is unstable: with the gradient norm clipped "
+            "it trains (the built-in study \"diagnose\").")
 
 
 RESULT_HEADERS = ("configuration", "final val acc (mean of n seeds)", "n",

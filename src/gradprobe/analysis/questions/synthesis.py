@@ -29,12 +29,12 @@ BECAUSE = {
 
 
 def diagnosed_causes(analysis: StudyAnalysis) -> list[str]:
-    """Configurations grouped by the cause their telling seed's events name."""
+    """Configurations grouped by the cause that separates their failing seeds."""
     grouped: dict[str, list[Configuration]] = {}
     for config in diagnosis.needing(analysis):
-        run = diagnosis.telling_run(analysis, config)
-        if run is not None:
-            grouped.setdefault(analysis.diagnoses[run].cause, []).append(config)
+        cause = diagnosis.deciding_cause(analysis, config)
+        if cause is not None:
+            grouped.setdefault(cause, []).append(config)
     return [f"{diagnosis.CAUSE_WORDS[cause].capitalize()}: {names(configs)}, {BECAUSE[cause]}."
             for cause, configs in grouped.items() if cause in BECAUSE]
 
