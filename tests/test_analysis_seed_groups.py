@@ -67,6 +67,14 @@ def test_follow_on_lists_each_kind_once_per_seed_root_kinds_first() -> None:
     assert [kind for kind, _ in other.follow_on()] == ["instability", "still_improving"]
 
 
+def test_follow_on_is_in_step_order() -> None:
+    """A collapse from step 0 is told before a spike at step 71."""
+    diagnoses = {"a": story("a", event("a", "vanishing_at_init", 0),
+                            event("a", "instability", 71, 2), event("a", "collapse", 0))}
+    (group,) = group_seeds(["a"], ["0"], diagnoses, {"a": AT_CHANCE})
+    assert [kind for kind, _ in group.follow_on()] == ["collapse", "instability"]
+
+
 def test_healthy_seeds_come_after_diagnosed_ones_of_the_same_outcome() -> None:
     diagnoses = {"a": story("a"), "b": story("b", event("b", "plateau", 10, 2))}
     groups = group_seeds(["a", "b"], ["0", "1"], diagnoses, {"a": LEARNED, "b": LEARNED})

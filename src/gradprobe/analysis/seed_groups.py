@@ -6,6 +6,7 @@ Pure: the caller passes each run's diagnosis and outcome; `group_seeds` only sor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,8 +37,9 @@ class SeedGroup:
         return [d.cause_event for d in self.diagnoses if d.cause_event is not None]
 
     def follow_on(self) -> list[tuple[str, list[tuple[str, Event]]]]:
-        """Kinds that followed the cause, root kinds first then symptoms, each with the
-        (seed, first event of that kind) of every seed that had it."""
+        """Kinds that followed the cause, earliest first (at one step root kinds before
+        symptoms; events known only by epoch last), each with the (seed, first event of that
+        kind) of every seed that had it."""
         kinds = [*ROOT_KINDS, *SYMPTOM_KINDS]
         found: dict[str, list[tuple[str, Event]]] = {}
         for seed, diagnosis in zip(self.seeds, self.diagnoses, strict=True):
@@ -47,7 +49,14 @@ class SeedGroup:
                 first = next((e for e in diagnosis.events if e.kind == kind), None)
                 if first is not None:
                     found.setdefault(kind, []).append((seed, first))
-        return [(kind, found[kind]) for kind in kinds if kind in found]
+        ordered = sorted((kind for kind in kinds if kind in found),
+                         key=lambda kind: (_earliest(found[kind]), kinds.index(kind)))
+        return [(kind, found[kind]) for kind in ordered]
+
+
+def _earliest(entries: list[tuple[str, Event]]) -> float:
+    steps = [event.step for _, event in entries if event.step is not None]
+    return float(min(steps)) if steps else math.inf
 
 
 def outcome_of(at_chance: bool | None, diverged: bool) -> str:
