@@ -31,7 +31,7 @@ DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 # The README sections whose Python blocks a test below runs.
 PYTHON_SECTIONS = ("Install as a library", "Analysis straight from a probe",
                    "Long runs: stream the history to disk", "With Lightning",
-                   "With the Hugging Face Trainer")
+                   "With the Hugging Face Trainer", "What a study writes")
 
 
 def blocks_under(heading: str) -> list[tuple[str, str]]:
@@ -107,6 +107,16 @@ def test_notebook_example():
     commands = [command for command in commands if command and not command.startswith("pip ")]
     assert commands == ["jupyter execute examples/vanishing_gradients.ipynb"]
     assert (ROOT / "examples" / "vanishing_gradients.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_diagnosis_example(tmp_path):
+    """The diagnosis example, on a smoke-size vgg_deep trained where the example looks."""
+    run_dir = tmp_path / "runs" / "diagnose" / "runs" / "vgg_deep"
+    assert cli.main(["train", "--model", "vgg_deep", "--preset", "smoke", "--quiet",
+                     "--out", str(run_dir)]) == 0
+    printed = run_python_blocks("What a study writes", tmp_path)
+    assert printed.strip()  # a diagnosis: a cause and what happened, or "healthy"
 
 
 @pytest.mark.slow

@@ -113,6 +113,8 @@ def run_study(
     check_runs(tasks, here=execution.executor != "ray")
     with open_executor(execution, tasks) as execute:  # Ray: connected and checked here
         prepare_output_dir(study_dir)  # before the plan names the report's path in it
+        with _report_lock(study_dir):  # a killed report writer's temporaries go now
+            pass
         for line in describe_plan(study, study_dir):
             progress.message(line)
         record.write_study_file(study_dir, study.to_yaml_dict())
