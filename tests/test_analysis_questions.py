@@ -225,3 +225,14 @@ def test_an_unstable_step_is_dated_and_drawn(tmp_path: Path) -> None:
     assert "First an unstable step (at step 30)" in text
     assert "Drawn below: at step 30, the global gradient norm reached 100" in text
     assert "In spiky vanishing is a symptom: an unstable step came first, at step 30." in text
+
+
+def test_the_setup_counts_classes_from_the_class_names_when_no_count_is_recorded(
+        truths: Path) -> None:
+    """torchvision sets record class names only (no num_classes): the setup still counts 3."""
+    from gradprobe.analysis.questions.overview import setup_sentences
+
+    analysis = build(load_study(truths))
+    assert all("num_classes" not in run.data_info for run in analysis.study.runs.values())
+    assert {run.num_classes for run in analysis.study.runs.values()} == {3}
+    assert "3 classes at 32×32 px" in setup_sentences(analysis)[0]

@@ -57,10 +57,9 @@ def chance_for(classes: int, val_images: int | None) -> Chance:
 def study_chance(study: StudyData) -> Chance | None:
     """The chance level of the study's data (from the first run that recorded it)."""
     for run in study.runs.values():
-        info = run.data_info
-        classes = int(info.get("num_classes") or len(info.get("class_to_idx") or {}) or 0)
+        classes = run.num_classes or 0
         if classes >= 2:
-            counts = info.get("counts") or {}
+            counts = run.data_info.get("counts") or {}
             return chance_for(classes, int(counts["val"]) if counts.get("val") else None)
     return None
 

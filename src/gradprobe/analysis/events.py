@@ -455,9 +455,7 @@ def events_for_run(run: Any, *, num_classes: int | None = None) -> list[Event]:
     run_config = config.get("run") or {}
     train = run_config.get("train") or {}
     if num_classes is None:
-        data_info = config.get("data_info") or {}
-        num_classes = (data_info.get("num_classes") or len(data_info.get("class_to_idx") or {})
-                       or None)
+        num_classes = getattr(run, "num_classes", None)
     if num_classes is None:
         raise ValueError(f"run {run.name!r} does not say how many classes it has: pass "
                          "num_classes= to events_for_run")

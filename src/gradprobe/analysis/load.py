@@ -79,6 +79,13 @@ class RunData:
         return dict(self.config.get(ConfigKey.data_info) or {})
 
     @property
+    def num_classes(self) -> int | None:
+        """The classes of the run's data: data_info's count, else its class names (torchvision
+        sets record only those); None when the run does not say."""
+        info = self.data_info
+        return int(info.get("num_classes") or len(info.get("class_to_idx") or {})) or None
+
+    @property
     def run_config(self) -> dict[str, Any]:
         """The resolved `RunConfig` (model, data, train, probe) as a dict."""
         return dict(self.config.get(ConfigKey.run) or {})

@@ -156,8 +156,7 @@ def predict_run(run: RunData, channels: tuple[int, int] = (3, 1)) -> RunTheory:
     options = {key: value for key, value in model.items() if value is not None}
     data = run.run_config.get("data") or {}
     image_size = int(data.get("image_size") or run.data_info.get("image_size") or 32)
-    num_classes = int(run.data_info.get("num_classes")
-                      or len(run.data_info.get("class_to_idx") or {}) or 10)
+    num_classes = run.num_classes or 10
     recorded = run.model_info.get("parameters")
     try:
         # The input's channels are not recorded; the parameter count tells 3 (RGB) from 1.
@@ -281,7 +280,7 @@ def check_study(study: StudyData) -> list[TheoryCheck]:
     channels = (3, 1)
     for run in study.runs.values():
         key = repr((run.run_config.get("model"), (run.run_config.get("data") or {}).get(
-            "image_size"), run.data_info.get("num_classes"), run.model_info.get("parameters")))
+            "image_size"), run.num_classes, run.model_info.get("parameters")))
         if key not in cache:
             cache[key] = predict_run(run, channels)
             if cache[key].in_channels == 1:  # the study's data are grey: try 1 first next time

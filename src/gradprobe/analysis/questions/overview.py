@@ -31,7 +31,8 @@ def setup_sentences(analysis: StudyAnalysis) -> list[str]:
     if not train:
         return ["No run recorded its configuration, so the setup is unknown."]
     counts = info.get("counts") or {}
-    classes = int(info.get("num_classes") or 0)
+    classes = next((run.num_classes for run in analysis.study.runs.values()
+                    if run.num_classes), 0)
     size = data.get("image_size")
     dataset = str(data.get("dataset", "?"))
     split = "/".join(str(counts.get(s, "?")) for s in ("train", "val", "test"))
