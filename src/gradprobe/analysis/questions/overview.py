@@ -87,8 +87,8 @@ def ablation_sentence(analysis: StudyAnalysis) -> str | None:
     """The `diagnose` study's conclusion, where this study shows the failure it explains."""
     if not vgg_deep_fails_under_quick(analysis):
         return None
-    return ("Under these optimiser settings VGG-Deep is unstable: with the gradient norm clipped "
-            "it trains (the built-in study \"diagnose\").")
+    return ("On digits, the built-in study \"diagnose\" traced VGG-Deep's failure to these "
+            "optimiser settings: with the gradient norm clipped it trains.")
 
 
 RESULT_HEADERS = ("configuration", "final val acc (mean of n seeds)", "n",
