@@ -21,9 +21,13 @@ from gradprobe.errors import InputError
 MAX_DEPTH = 32  # nested mappings and lists; a study spec needs 5
 MAX_VALUES = 100_000  # values in the document with every alias expanded; the full spec has ~200
 MAX_BYTES = 10 * 1024 * 1024  # a study spec is a few kilobytes
+# libyaml where PyYAML was built with it: building the resolved 45-run study.yaml (which the
+# report reads) takes 0.08 s instead of 0.59 s. The nesting pass below stays on PyYAML's own
+# event parser, which reaches MAX_DEPTH before libyaml's scanner would stop at its own limit.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
