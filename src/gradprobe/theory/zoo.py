@@ -8,6 +8,7 @@ stays torch-free. Torch is imported only when this function runs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,17 +47,30 @@ def describe_chain(
     """The main-path weight layers of a zoo model, the indices of those fed through a pooling
     layer, and the model's `gradprobe_info` plus "shapes" (layer name -> its input and output
     shapes for a batch of 2)."""
+    options = {key: value for key, value in model_options.items() if value is not None}
+    init = options.pop("init", None) or _default_init(model_name)
+    try:
+        layers, pooled, info = _walk_cached(model_name, tuple(sorted(options.items())),
+                                            in_channels, image_size, num_classes)
+    except TypeError:  # an unhashable option value: walk it uncached
+        layers, pooled, info = _walk(model_name, tuple(options.items()), in_channels,
+                                     image_size, num_classes)
+    # copies: callers may change what they get; the init does not change the walk
+    return list(layers), set(pooled), {**info, "shapes": dict(info["shapes"]), "init": init}
+
+
+def _walk(model_name: str, options: tuple[tuple[str, Any], ...], in_channels: int,
+          image_size: int, num_classes: int) -> tuple[list[Layer], set[int], dict[str, Any]]:
+    """describe_chain's walk of the model on the meta device, whatever its init."""
     import torch
     from torch import nn
 
     from gradprobe.models import build_model
 
-    options = {key: value for key, value in model_options.items() if value is not None}
     with torch.device("meta"):
         model = build_model(model_name, in_channels=in_channels, num_classes=num_classes,
-                            **{**options, "init": "default"})
+                            **{**dict(options), "init": "default"})
     info = dict(model.gradprobe_info)
-    info["init"] = options.get("init", _default_init(model_name))
     modules = dict(model.named_modules())
     points = [point for point in model.probe_points if point.kind != "shortcut"]
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -87,6 +101,10 @@ def describe_chain(
         if index and shapes[point.name][0] != shapes[points[index - 1].name][1]:
             pooled_before.add(index)  # the input is not the previous layer's output shape
     return layers, pooled_before, info
+
+
+# A study's init experiments share their architectures: each is walked (~0.1 s) once.
+_walk_cached = functools.lru_cache(maxsize=64)(_walk)
 
 
 def _default_init(model_name: str) -> str:
