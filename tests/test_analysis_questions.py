@@ -236,3 +236,13 @@ def test_the_setup_counts_classes_from_the_class_names_when_no_count_is_recorded
     assert all("num_classes" not in run.data_info for run in analysis.study.runs.values())
     assert {run.num_classes for run in analysis.study.runs.values()} == {3}
     assert "3 classes at 32×32 px" in setup_sentences(analysis)[0]
+
+
+def test_step_3_draws_all_layers_and_a_subset_of_each_compared_model(truths: Path) -> None:
+    """The assignment asks for both: every layer, and a subset (first, middle, last)."""
+    figures = {path.name for path in (truths / record.FIGURES_DIR).glob("*.png")}
+    for name in ("late", "stuck", "flat"):
+        assert any(f.startswith(name) and f.endswith("-all-layers.png") for f in figures)
+        assert any(f.startswith(name) and f.endswith("-subset.png") for f in figures)
+    report = (truths / record.REPORT_MD).read_text("utf-8")
+    assert "the first, middle and last conv layers" in report
