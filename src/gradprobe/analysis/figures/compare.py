@@ -240,7 +240,7 @@ def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
                               label="diverged after this point"))
     if chance:
         handles.append(Line2D([], [], color=CHANCE_COLOUR, linestyle=":",
-                              label="chance (band: 95% of guessers)"))
+                              label="chance (95% band)"))
     _legend_below(ax, handles)
 
 
