@@ -273,3 +273,18 @@ def write_default_like_study(root: Path, epochs: int = 4) -> Path:
     write_study(root, list(configs), comparison=deep + vgg16 + res, experiments=experiments,
                 title="A study like the default", configurations=configs)
     return root
+
+
+class RecordingProgress:
+    """A Progress that keeps every line it is given, and draws epoch bars nowhere."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def epoch_bar(self, description: str, total: int, initial: int = 0):
+        from gradprobe.progress import NullProgress
+
+        return NullProgress().epoch_bar(description, total, initial)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import RecordingProgress
 from gradprobe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from gradprobe.progress import (
     LONG_RUN_SECONDS,
@@ -27,18 +28,6 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-
-class Lines:
-    """A Progress that keeps its lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def message(self, text: str) -> None:
-        self.lines.append(text)
-
-    def epoch_bar(self, description: str, total: int, initial: int = 0):
-        return ConsoleProgress(io.StringIO(), bars=False).epoch_bar(description, total, initial)
 
 
 def test_durations_read_as_a_person_reads_them() -> None:
@@ -84,7 +73,7 @@ def test_a_terminal_bar_shows_no_accuracy_before_it_is_measured() -> None:
 
 
 def test_study_clock_says_runs_done_elapsed_and_time_left() -> None:
-    lines, clock = Lines(), FakeClock()
+    lines, clock = RecordingProgress(), FakeClock()
     study = StudyClock(lines, runs=4, clock=clock)
     study.run_ended(trained=False)  # left as it was: it said so itself
     clock.now = 30
@@ -103,7 +92,7 @@ def test_study_clock_says_runs_done_elapsed_and_time_left() -> None:
 @pytest.mark.parametrize(("seconds_per_step", "warned"), [(0.01, False), (1.0, True)])
 def test_a_long_run_says_how_long_after_its_first_timed_steps(seconds_per_step: float,
                                                               warned: bool) -> None:
-    lines, clock = Lines(), FakeClock()
+    lines, clock = RecordingProgress(), FakeClock()
     pace = RunPace(lines, "vgg_deep", train_steps=4000, eval_batches=1200, clock=clock)
     clock.now += 30  # the first step's one-off costs are not timed
     pace.step_done()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fakes import RecordingProgress
 from gradprobe import record
 from gradprobe.cli import main
 from gradprobe.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -28,18 +29,6 @@ def tiny(**train_options: object) -> RunConfig:
                      data=DataConfig(image_size=16, images_per_class=16),
                      train=TrainConfig(**{"epochs": 3, "batch_size": 8, **train_options}))
 
-
-class Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def message(self, text: str) -> None:
-        self.lines.append(text)
-
-    def epoch_bar(self, description: str, total: int, initial: int = 0):
-        from gradprobe.progress import NullProgress
-
-        return NullProgress().epoch_bar(description, total, initial)
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -91,7 +80,7 @@ def test_only_settings_that_cannot_change_results_and_longer_schedules_are_allow
 ])
 def test_more_epochs_continue_a_finished_run_as_if_trained_that_long(
         tmp_path: Path, schedule: dict[str, object]) -> None:
-    progress = Lines()
+    progress = RecordingProgress()
     first = train(tiny(epochs=2, **schedule), tmp_path / "run")
     assert first.state == "completed"
     longer = train(tiny(epochs=4, **schedule), tmp_path / "run", progress=progress)
@@ -157,7 +146,7 @@ def test_changing_only_checkpoint_every_resumes_to_the_same_numbers(
     with pytest.raises(Interrupted):
         train(tiny(checkpoint_every=4), tmp_path / "run")
     monkeypatch.undo()
-    progress = Lines()
+    progress = RecordingProgress()
     resumed = train(tiny(checkpoint_every=5), tmp_path / "run", progress=progress)
     assert resumed.state == "completed"
     assert any("train.checkpoint_every: 4 -> 5" in line and "does not change results" in line
