@@ -241,7 +241,11 @@ def _curve_legend(ax: Axes, labels: Sequence[str], colours: Sequence[Colour],
     if chance:
         handles.append(Line2D([], [], color=CHANCE_COLOUR, linestyle=":",
                               label="chance (95% band)"))
-    _legend_below(ax, handles)
+    # under the whole row of panels, centred on the figure: under one panel it ran off the edge
+    box = ax.get_position()
+    ax.figure.legend(handles=handles, fontsize=8, loc="upper center",
+                     bbox_to_anchor=(0.5, box.y0 - 0.13 * box.height),
+                     ncol=min(5, len(handles)), frameon=False)
 
 
 def plot_training_curves(runs: Mapping[str, RunData | Sequence[RunData]], path: Path,
