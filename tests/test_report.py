@@ -62,9 +62,9 @@ def test_report_files_and_figures_exist(study: tuple[Path, dict[str, Path]]) -> 
     assert (written["md"], written["html"]) == (root / "report.md", root / "report.html")
     assert written["analysis"] == root / record.ANALYSIS_FILE
     figures = [key for key in written if key.startswith("figures/")]
-    # headline, output-gradient overview, one all-layers per compared model, depth profile,
-    # curves, one experiment, a heat map per compared model
-    assert len(figures) == 2 + 3 + 2 + 1 + 3, figures
+    # headline, output-gradient overview, one all-layers and one subset per compared model,
+    # depth profile, curves, one experiment, a heat map per compared model
+    assert len(figures) == 2 + 3 + 3 + 2 + 1 + 3, figures
     for key, path in written.items():
         assert path.stat().st_size > 0
         if key.endswith(".png"):
@@ -160,7 +160,7 @@ def test_subset_layers_and_bad_input(tmp_path: Path) -> None:
     written = write_report(tmp_path, subset_layers=["features.2", "features.6"],
                            metric="output_grad_norm")
     text = written["md"].read_text(encoding="utf-8")
-    assert "one: features.2, features.6." in text
+    assert "one (seed 0): chosen layers (features.2, features.6)" in text
     assert "output-gradient L2 norm" in text
     assert "figures/one-subset.png" in written
     with pytest.raises(InputError, match="Unknown gradient metric"):
@@ -200,9 +200,10 @@ def test_a_real_training_run_goes_through_the_analysis(tmp_path: Path) -> None:
     assert summary.first.ratio is not None and summary.first.layers == 3
     written = write_report(run_dir)
     figures = [key for key in written if key.startswith(f"{record.FIGURES_DIR}/")]
-    # headline and output overview, all-layers, depth profile and curves, heat map, and a
-    # timeline only if the tiny run failed or surprised (it may sit at chance after 2 epochs)
-    assert len([key for key in figures if not key.endswith("-timeline.png")]) == 2 + 1 + 2 + 1
+    # headline and output overview, all-layers and subset, depth profile and curves, heat map,
+    # and a timeline only if the tiny run failed or surprised (it may sit at chance after 2
+    # epochs)
+    assert len([key for key in figures if not key.endswith("-timeline.png")]) == 2 + 2 + 2 + 1
     assert all(written[key].read_bytes()[:8] == PNG_SIGNATURE for key in figures)
     text = written["md"].read_text(encoding="utf-8")
     assert f"| {fmt_ratio(summary.ratio_first_step)} | {fmt_ratio(summary.first.ratio)} |" in text
