@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,32 @@ def test_step_3_draws_all_layers_and_a_subset_of_each_compared_model(truths: Pat
         assert any(f.startswith(name) and f.endswith("-subset.png") for f in figures)
     report = (truths / record.REPORT_MD).read_text("utf-8")
     assert "the first, middle and last conv layers" in report
+
+
+def _experiment_study(root: Path, none_acc: Sequence[float], batch_acc: Sequence[float]) -> Path:
+    """A norm experiment whose two variants' final accuracies per seed are given; without
+    batch norm the gradient vanishes by the last epoch, so the verdicts differ."""
+    configs: dict[str, str] = {}
+    flows = {"bn.norm=none": healthy_then_vanishing(4, EPOCHS),
+             "bn.norm=batch": lambda d, k, e, s, m: 1.0}
+    for label, finals in (("bn.norm=none", none_acc), ("bn.norm=batch", batch_acc)):
+        for seed, final in enumerate(finals):
+            configs |= write_configuration(root, label, seeds=(seed,), epochs=EPOCHS,
+                                           norm_of=flows[label], val_acc=[final] * EPOCHS)
+    experiment = {"name": "bn", "title": "Batch norm", "question": "Does batch norm help?",
+                  "axes": {"norm": ["none", "batch"]}, "runs": list(configs)}
+    write_study(root, list(configs), experiments=[experiment], configurations=configs)
+    return root
+
+
+@pytest.mark.parametrize(("none_acc", "lead"), [
+    ((0.30, 0.90, 0.80), "Partly"),  # one seed at chance, but the means overlap over seeds
+    ((0.30, 0.31, 0.32), "Yes"),  # at chance in every seed: far below the other variant
+])
+def test_an_experiment_answers_yes_only_beyond_seed_variation(
+        tmp_path: Path, none_acc: tuple[float, ...], lead: str) -> None:
+    from gradprobe.analysis.questions.experiments import answer_sentence
+
+    analysis = build(load_study(_experiment_study(tmp_path, none_acc, (0.90, 0.86, 0.88))))
+    (experiment,) = analysis.experiments
+    assert answer_sentence(experiment).startswith(f"{lead}:")

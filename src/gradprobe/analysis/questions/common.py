@@ -43,6 +43,13 @@ def learns(config: Configuration) -> bool:
     return config.final_val_acc.n > 0 and not config.at_chance and not config.at_chance_runs
 
 
+def beyond_seed_variation(a: Configuration, b: Configuration) -> bool:
+    """Whether a and b's final accuracies differ beyond seed-to-seed variation (Welch's rule)."""
+    return bool(a.final_val_acc.n and b.final_val_acc.n) and \
+        compare(a.final_val_acc, b.final_val_acc).verdict not in (Verdict.WITHIN_NOISE,
+                                                                 Verdict.TOO_FEW_SEEDS)
+
+
 def accuracy_difference(a: Configuration, b: Configuration) -> str:
     """"(+85.1 points, beyond seed-to-seed variation)" by Welch's rule, or within it."""
     if not (a.final_val_acc.n and b.final_val_acc.n):

@@ -18,7 +18,7 @@ from gradprobe.analysis.figures import plot_experiment
 from gradprobe.analysis.figures.compare import SMALL_MULTIPLES_ABOVE, plot_experiment_grid
 from gradprobe.analysis.figures.depth import plot_depth_experiment
 from gradprobe.analysis.format import format_value
-from gradprobe.analysis.questions.common import accuracy_difference, pct
+from gradprobe.analysis.questions.common import accuracy_difference, beyond_seed_variation, pct
 from gradprobe.analysis.questions.comparison import configuration_table, describe
 from gradprobe.analysis.study import Experiment, StudyAnalysis
 from gradprobe.record import Col
@@ -49,7 +49,8 @@ def answer_sentence(experiment: Experiment) -> str:
     verdicts = {c.verdict_text() for _, c in variants}
     chance = {c.at_chance for _, c in variants}
     changes = len(verdicts) > 1 or len(chance) > 1
-    lead = "Yes" if changes else "No"
+    # a verdict that changes while the accuracies overlap over seeds is only part of a yes
+    lead = ("Yes" if beyond_seed_variation(best, worst) else "Partly") if changes else "No"
     if len(variants) == 1:
         return f"Only one variant ran: {describe(best, best_label, flow=False)}."
     flow = ("the gradient-flow verdict changes with it (table)" if len(verdicts) > 1
