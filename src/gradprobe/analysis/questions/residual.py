@@ -64,8 +64,8 @@ def answer_sentence(analysis: StudyAnalysis) -> str:
     lead = ("Yes" if even == better == len(facts) else "No" if even == better == 0
             else "Partly")
     return (f"{lead}: in {even} of {len(facts)} plain/residual twin pairs the residual net's "
-            f"last-epoch gradient ratio is nearer 1, and in {better} it reaches the higher "
-            "validation accuracy.")
+            f"last-epoch gradient ratio is nearer 1, and in {better} of {len(facts)} it reaches "
+            "the higher mean validation accuracy.")
 
 
 def pair_sentences(analysis: StudyAnalysis) -> list[str]:
