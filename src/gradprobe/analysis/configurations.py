@@ -93,8 +93,6 @@ class Configuration:
     judged_runs: int  # runs with an epoch to judge
     # metric -> point ("step0", "first", "last") -> first-to-last ratio over seeds
     ratios: dict[str, dict[str, Estimate]] = field(default_factory=dict)
-    # metric -> point -> each run's verdict, in run order
-    run_verdicts: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     first_epoch: int | None = None  # when every seed agrees on it
     last_epoch: int | None = None
 
@@ -116,11 +114,6 @@ class Configuration:
             if name in found:
                 return name
         return NO_VERDICT
-
-    def split_seeds(self, metric: str, point: str) -> bool:
-        """The seeds disagree on the verdict at `point`."""
-        found = {v for v in self.run_verdicts.get(metric, {}).get(point, ()) if v != NO_VERDICT}
-        return len(found) > 1
 
     @property
     def verdicts(self) -> dict[str, str]:
@@ -181,14 +174,11 @@ def summarize(name: str, runs: tuple[str, ...], study: StudyData,
     items = [main[n] for n in runs]
     judged = [run_at_chance(study.runs[n], chance) for n in runs]
     ratios: dict[str, dict[str, Estimate]] = {}
-    run_verdicts: dict[str, dict[str, tuple[str, ...]]] = {}
     for metric, by_run in summaries.items():
         points = {"step0": [by_run[n].ratio_first_step for n in runs],
                   "first": [by_run[n].first.ratio for n in runs],
                   "last": [by_run[n].last.ratio for n in runs]}
         ratios[metric] = {point: ratio_estimate(values) for point, values in points.items()}
-        run_verdicts[metric] = {point: tuple(verdict(v) for v in values)
-                                for point, values in points.items()}
     return Configuration(
         name=name, runs=runs,
         seeds=tuple(study.runs[n].section("train").get("seed") for n in runs),
@@ -197,7 +187,7 @@ def summarize(name: str, runs: tuple[str, ...], study: StudyData,
         final_val_acc=estimate([s.final_val_acc for s in items], bounds=ACCURACY_BOUNDS),
         test_acc=estimate([s.test_acc for s in items], bounds=ACCURACY_BOUNDS),
         at_chance_runs=sum(bool(j) for j in judged), judged_runs=sum(j is not None for j in judged),
-        ratios=ratios, run_verdicts=run_verdicts,
+        ratios=ratios,
         first_epoch=_same([s.first.epoch for s in items]),
         last_epoch=_same([s.last.epoch for s in items]),
     )

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, fit_kind, fitted_layers
 from gradprobe.record import Col, GradCol, StepCol
 
@@ -447,23 +448,24 @@ def diagnose(events: Sequence[Event], *, run: str | None = None) -> Diagnosis:
     return Diagnosis(name, cause_event.kind, "; ".join(clauses), ordered, cause_event)
 
 
-def events_for_run(run: Any, *, num_classes: int | None = None) -> list[Event]:
-    """`detect_events` of a loaded run (`gradprobe.analysis.load.RunData`): classes, batch size
-    and the warm-up's end are read from its config (`num_classes` for a run without one, such
-    as a probe's frame; ValueError when neither says)."""
-    config = getattr(run, "config", {}) or {}
-    run_config = config.get("run") or {}
-    train = run_config.get("train") or {}
+def events_for_run(run: RunData, *, num_classes: int | None = None) -> list[Event]:
+    """`detect_events` of a loaded run: classes, batch size and the warm-up's end are read from
+    its config (`num_classes` for a run without one, such as a probe's frame; ValueError when
+    neither says)."""
+    train = run.section("train")
     if num_classes is None:
         num_classes = getattr(run, "num_classes", None)
     if num_classes is None:
         raise ValueError(f"run {run.name!r} does not say how many classes it has: pass "
                          "num_classes= to events_for_run")
-    steps = run.steps
-    return detect_events(steps, run.gradients, run.metrics, num_classes=int(num_classes),
+    return detect_events(run.steps, run.gradients, run.metrics, num_classes=int(num_classes),
                          run=run.name, batch_size=train.get("batch_size"),
-                         warmup_end=warmup_end_step(steps, train.get("warmup_epochs") or 0.0),
-                         grad_clip=train.get("grad_clip"))
+                         warmup_end=run_warmup_end(run), grad_clip=train.get("grad_clip"))
+
+
+def run_warmup_end(run: RunData) -> int | None:
+    """`warmup_end_step` of a loaded run, from its steps and its config's warm-up."""
+    return warmup_end_step(run.steps, run.section("train").get("warmup_epochs") or 0.0)
 
 
 def warmup_end_step(steps: pd.DataFrame, warmup_epochs: float) -> int | None:

@@ -67,7 +67,6 @@ class StudyAnalysis:
     experiments: list[Experiment]
     twins: list[tuple[Configuration, Configuration]]  # (plain, residual), same but the skips
     theory: list[TheoryCheck]
-    events: list[Event] = field(default_factory=list)  # every run's, in run and step order
     diagnoses: dict[str, Diagnosis] = field(default_factory=dict)  # run -> its diagnosis
 
     def run(self, name: str) -> RunData:
@@ -76,11 +75,14 @@ class StudyAnalysis:
     def summary(self, name: str, metric: str | None = None) -> RunAnalysis:
         return self.summaries[metric or self.metric][name]
 
-    def configuration_of(self, run: str) -> Configuration:
-        return next(c for c in self.configurations if run in c.runs)
+    @property
+    def events(self) -> list[Event]:
+        """Every run's events, in run and step order (each diagnosis keeps its run's)."""
+        return [event for diagnosis in self.diagnoses.values() for event in diagnosis.events]
 
     def events_of(self, configuration: Configuration) -> list[Event]:
-        return [event for event in self.events if event.run in configuration.runs]
+        return [event for run in configuration.runs if run in self.diagnoses
+                for event in self.diagnoses[run].events]
 
     @property
     def seeds(self) -> int:
@@ -176,10 +178,9 @@ def _twins(study: StudyData, configurations: list[Configuration]
     return pairs
 
 
-def _events(study: StudyData) -> tuple[list[Event], dict[str, Diagnosis]]:
-    """Every run's events (`gradprobe.analysis.events`) and what they add up to. A run whose
+def _diagnoses(study: StudyData) -> dict[str, Diagnosis]:
+    """Every run's diagnosis, holding its events (`gradprobe.analysis.events`). A run whose
     records cannot be read for events (none recorded yet) has none."""
-    found: list[Event] = []
     diagnoses: dict[str, Diagnosis] = {}
     for name, run in study.runs.items():
         if run.metrics.empty and run.gradients.empty:
@@ -188,9 +189,8 @@ def _events(study: StudyData) -> tuple[list[Event], dict[str, Diagnosis]]:
             events = events_for_run(run)
         except ValueError:  # fewer than two classes recorded: nothing to compare with chance
             continue
-        found += events
         diagnoses[name] = diagnose(events, run=name)
-    return found, diagnoses
+    return diagnoses
 
 
 def build(study: StudyData, metric: str = "weight_grad_norm",
@@ -206,7 +206,7 @@ def build(study: StudyData, metric: str = "weight_grad_norm",
         raise InputError(f"No run of this study recorded {metric!r}. Pick one of the recorded "
                          f"metrics: {', '.join(sorted(recorded))}.")
     metrics = [metric, *(m for m in GRADIENT_METRICS if m != metric
-                         and m in recorded_metrics(study))]
+                         and m in recorded)]
     summaries = {m: {name: summarize_run(run, m, target_acc=target_acc)
                      for name, run in study.runs.items()} for m in metrics}
     chance = study_chance(study)
@@ -214,11 +214,10 @@ def build(study: StudyData, metric: str = "weight_grad_norm",
                       for name, runs in group_runs(study)]
     by_run = {run: c for c in configurations for run in c.runs}
     title, compared, missing = _comparison(study)
-    events, diagnoses = _events(study)
     comparison = list(dict.fromkeys(by_run[name] for name in compared))
     return StudyAnalysis(
         study=study, metric=metric, target_acc=target_acc, summaries=summaries, chance=chance,
         configurations=configurations, comparison_title=title, comparison=comparison,
         comparison_missing=missing, experiments=_experiments(study, by_run),
-        twins=_twins(study, configurations), theory=check_study(study), events=events,
-        diagnoses=diagnoses)
+        twins=_twins(study, configurations), theory=check_study(study),
+        diagnoses=_diagnoses(study))

@@ -74,12 +74,5 @@ def ratio_words(config: Configuration, metric: str = WEIGHT) -> str:
     return join_words(parts)
 
 
-def by_verdict(configs: Sequence[Configuration]) -> dict[str, list[Configuration]]:
-    grouped: dict[str, list[Configuration]] = {}
-    for config in configs:
-        grouped.setdefault(config.verdict_text(), []).append(config)
-    return grouped
-
-
 def comparison_or_all(analysis: StudyAnalysis) -> list[Configuration]:
     return analysis.comparison or analysis.configurations

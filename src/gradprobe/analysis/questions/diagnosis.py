@@ -22,7 +22,7 @@ from gradprobe.analysis.events import (
     STILL_IMPROVING,
     VANISHING,
     Event,
-    warmup_end_step,
+    run_warmup_end,
 )
 from gradprobe.analysis.figures.timeline import plot_timeline
 from gradprobe.analysis.format import join_words
@@ -280,13 +280,11 @@ def section(context: Context) -> Section | None:
             blocks.append(p(paragraph(analysis, config, run)))
         if record.steps.empty:
             continue
-        train = record.section("train")
         path = plot_timeline(record.steps, record.gradients,
                              context.figures.path(f"{run}-timeline"), name=run,
                              events=diagnosis.events,
                              num_classes=analysis.chance.classes if analysis.chance else None,
-                             warmup_end=warmup_end_step(record.steps,
-                                                        train.get("warmup_epochs") or 0.0))
+                             warmup_end=run_warmup_end(record))
         blocks.append(context.figures.block(
             path, f"{run}: loss, learning rate, global gradient norm and dead units by step",
             f"{run}: the batch loss, learning rate, global gradient norm and dead-unit share on "

@@ -17,6 +17,7 @@ from gradprobe.analysis.format import fmt_ratio, join_words
 from gradprobe.analysis.questions.common import OUTPUT, names
 from gradprobe.analysis.replicates import ratio_estimate
 from gradprobe.analysis.study import StudyAnalysis
+from gradprobe.analysis.summary import NO_VERDICT
 from gradprobe.record import GradCol
 
 WEIGHT_DISTANCE = "weight_distance"  # the trainer's ||W - W0|| / ||W0|| (gradprobe.metrics)
@@ -28,7 +29,7 @@ def categories(configs: list[Configuration]) -> dict[str, list[Configuration]]:
                                              "never": [], "no data": []}
     for config in configs:
         verdicts = config.verdicts
-        known = [v for v in verdicts.values() if v != "no verdict"]
+        known = [v for v in verdicts.values() if v != NO_VERDICT]
         if not known:
             found["no data"].append(config)
         elif verdicts["step0"] == "vanishing":
