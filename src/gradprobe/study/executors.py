@@ -19,7 +19,6 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gradprobe import interrupts, record
 from gradprobe.config import DataConfig, RunConfig
@@ -138,11 +137,11 @@ def report_outcome(progress: Progress, outcome: RunOutcome) -> None:
     progress.message(f"{outcome.name}: {outcome.state}{detail}")
 
 
-def __getattr__(name: str) -> Any:
-    """The executors in their own modules (imported on first use: no import cycle)."""
-    homes = {"execute_pool": "gradprobe.study.pool", "execute_ray": "gradprobe.study.ray_tasks"}
-    if name in homes:
-        import importlib
-
-        return getattr(importlib.import_module(homes[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def in_study_order(tasks: list[RunTask], outcomes: dict[str, RunOutcome],
+                   caught: list[int]) -> list[RunOutcome]:
+    """Every run's outcome in the study's order ("not started" where none came); raises
+    `StudyInterrupted` with them when a signal was caught."""
+    ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
+    if caught:
+        raise StudyInterrupted(caught[0], ordered)
+    return ordered

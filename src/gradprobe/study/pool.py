@@ -34,10 +34,9 @@ from gradprobe.study.executors import (
     POLL_SECONDS,
     RunOutcome,
     RunTask,
-    StudyInterrupted,
+    in_study_order,
     interrupted,
     mark_run,
-    not_started,
     report_outcome,
     run_one,
 )
@@ -101,10 +100,7 @@ def execute_pool(tasks: list[RunTask], jobs: int, progress: Progress) -> list[Ru
                     worker.end()
                 else:
                     worker.retire()
-    ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
-    if caught:
-        raise StudyInterrupted(caught[0], ordered)
-    return ordered
+    return in_study_order(tasks, outcomes, caught)
 
 
 def _stop_workers(workers: list[_Worker], signum: int, progress: Progress,

@@ -21,7 +21,7 @@ from gradprobe.study.executors import (
     POLL_SECONDS,
     RunOutcome,
     RunTask,
-    StudyInterrupted,
+    in_study_order,
     interrupted,
     mark_run,
     not_started,
@@ -87,13 +87,6 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
             "on this machine.") from None
 
 
-def execute_ray(tasks: list[RunTask], progress: Progress, address: str | None = None,
-                gpus_per_run: float | None = None) -> list[RunOutcome]:
-    """Each run a Ray task with its own CPU/GPU share, writing into the (shared) study directory."""
-    with ray_cluster(tasks, address) as gpus:
-        return run_ray(tasks, progress, gpus if gpus_per_run is None else gpus_per_run)
-
-
 def run_ray(tasks: list[RunTask], progress: Progress, gpus_per_run: float) -> list[RunOutcome]:
     """The runs as Ray tasks on the cluster `ray_cluster` connected to. On SIGINT or SIGTERM
     the tasks are cancelled (a running one gets a KeyboardInterrupt and records it).
@@ -133,10 +126,7 @@ def run_ray(tasks: list[RunTask], progress: Progress, gpus_per_run: float) -> li
                     outcomes[task.name] = _cancelled_outcome(task, caught[0])
     finally:
         lines.close()
-    ordered = [outcomes.get(task.name) or not_started(task) for task in tasks]
-    if caught:
-        raise StudyInterrupted(caught[0], ordered)
-    return ordered
+    return in_study_order(tasks, outcomes, caught)
 
 
 class _QueueProgress:

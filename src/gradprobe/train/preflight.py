@@ -18,6 +18,7 @@ from torch import nn
 from gradprobe.config import MAX_DEPTH, RunConfig
 from gradprobe.errors import InputError
 from gradprobe.models import build_model
+from gradprobe.util.atomic import human_bytes
 
 BYTES_PER_ELEMENT = 4  # float32 parameters and activations
 # The estimate is a lower bound, so that no run that would fit is refused: per parameter the
@@ -54,14 +55,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def _layer_output_elements(model: nn.Module, images: torch.Tensor) -> int:
@@ -116,9 +109,9 @@ def check_run_fits(model_name: str, model_options: dict[str, object], *, num_cla
     available = None if device is None else _available_bytes(torch.device(device))
     if available is not None and minimum > available:
         raise InputError(
-            f"{model_name} at these options needs at least {_human(minimum)} to train "
+            f"{model_name} at these options needs at least {human_bytes(minimum)} to train "
             f"({parameters:,} parameters; activations for a batch of {batch_size} "
-            f"{image_size}x{image_size} images), more than the {_human(available)} free on "
+            f"{image_size}x{image_size} images), more than the {human_bytes(available)} free on "
             f"{torch.device(device)}. Fix: lower --width, --depth, --image-size or "
             "--batch-size (in a study spec: model.width, the run's options.depth, "
             "data.image_size, train.batch_size)."
@@ -133,7 +126,8 @@ def _check_synthetic_fits(images: int, image_size: int) -> None:
     if available is not None and needed > available:
         raise InputError(
             f"the synthetic dataset of {images:,} images at {image_size}x{image_size} needs at "
-            f"least {_human(needed)} of memory, more than the {_human(available)} free. Fix: "
+            f"least {human_bytes(needed)} of memory, more than the {human_bytes(available)} "
+            "free. Fix: "
             "lower --images-per-class or --image-size (data.images_per_class, data.image_size "
             "in a study spec)."
         )

@@ -55,17 +55,18 @@ class NoSpaceError(OSError):
         return NoSpaceError, (self.path, self.needed, self.free)  # crosses process pools intact
 
     def __str__(self) -> str:
-        free = "" if self.free is None else f" ({_human(self.free)} free)"
-        needed = ("some space" if not self.needed else f"at least {_human(self.needed)}")
+        free = "" if self.free is None else f" ({human_bytes(self.free)} free)"
+        needed = ("some space" if not self.needed else f"at least {human_bytes(self.needed)}")
         return (f"no space left on the device holding {self.path.parent}{free} while writing "
                 f"{self.path.name}. Fix: free {needed} there (or choose another folder), then "
                 "run the same command again: what was finished is kept, the rest resumes from "
                 "its last checkpoint.")
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
+def human_bytes(size: float) -> str:
+    """`512 B`, `4.0 KiB`, `1.2 GiB`: a byte count as a person reads it (up to TiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
             return f"{size:,.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     raise AssertionError("unreachable")
