@@ -239,3 +239,18 @@ def test_twins_come_from_the_registry(study: tuple[Path, dict[str, Path]]) -> No
     analysis = build(load_study(study[0]))
     assert [(a.name, b.name) for a, b in analysis.twins] == [("twin.plain", "twin.residual")]
     assert [(a.name, b.name) for a, b in batch_norm.twins(analysis)] == [("vgg_deep", "vgg_bn")]
+
+
+def test_report_removes_a_killed_writers_temporaries_under_its_lock(tmp_path: Path) -> None:
+    """`gradprobe report` (not only `study`) takes the report lock and clears what a killed
+    report writer left: a 0-byte figure temporary and a half-written report."""
+    write_run(tmp_path / "runs", "one", layers=vgg_layers(4))
+    write_study(tmp_path, ["one"])
+    stale = [tmp_path / record.FIGURES_DIR / ".overview.png.x1y2.tmp",
+             tmp_path / ".report.html.abc.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    write_report(tmp_path)
+    assert [path for path in stale if path.exists()] == []
+    assert (tmp_path / record.REPORT_LOCK).exists()  # the lock file itself stays, empty

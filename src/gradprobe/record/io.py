@@ -8,12 +8,13 @@ file and what fixes it, never a traceback or a silently wrong number.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ import yaml
 from gradprobe.errors import InputError
 from gradprobe.record.schema import (
     CONFIG_FILE,
+    FIGURES_DIR,
     GRADIENT_COLUMNS,
     GRADIENTS_FILE,
     METRIC_COLUMNS,
     METRICS_FILE,
+    REPORT_LOCK,
     STATUS_FILE,
     STEP_COLUMNS,
     STEPS_FILE,
@@ -42,7 +45,13 @@ from gradprobe.record.schema import (
     StepCol,
     StepRow,
 )
-from gradprobe.util.atomic import NoSpaceError, atomic_path, write_json_atomic, write_text_atomic
+from gradprobe.util.atomic import (
+    NoSpaceError,
+    atomic_path,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 from gradprobe.util.safe_yaml import load_yaml
 
 # What the trainer rebuilds by itself (see REBUILDABLE): rerunning is the whole fix.
@@ -328,3 +337,17 @@ def write_study_file(study_dir: Path, spec: dict[str, Any]) -> None:
 def finite(value: float | None) -> float | None:
     """None for a missing or non-finite number (JSON has no NaN)."""
     return None if value is None or not math.isfinite(value) else value
+
+
+@contextlib.contextmanager
+def report_lock(study_dir: Path) -> Iterator[None]:
+    """Held while a report is written into `study_dir` (by `study` or `report`), so that the
+    temporaries a killed report writer left (`figures/.x.png.XXXX.tmp`) can be told from a
+    live writer's: they are removed once the lock is held."""
+    from filelock import FileLock
+
+    with FileLock(str(Path(study_dir) / REPORT_LOCK)):
+        for folder in (Path(study_dir), Path(study_dir) / FIGURES_DIR):
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+        yield

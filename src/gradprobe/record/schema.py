@@ -28,6 +28,7 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES_DIR = "figures"
 ANALYSIS_FILE = "analysis.json"  # the report's analysis as data (see record.analysis)
+REPORT_LOCK = ".report.lock"  # held while a report is written (`record.report_lock`)
 
 
 class ConfigKey:

@@ -26,10 +26,7 @@ from gradprobe.study.pool import execute_pool
 from gradprobe.study.presets import BUILTIN_STUDIES, DEFAULT_STUDY, default_preset, get_preset
 from gradprobe.study.ray_tasks import ray_cluster, run_ray
 from gradprobe.study.spec import ResolvedStudy, StudySpec, describe_error, load_spec, resolve
-from gradprobe.util.atomic import remove_stale_temporaries
 from gradprobe.util.paths import child_path, prepare_output_dir
-
-REPORT_LOCK = ".report.lock"  # held by `study` while it writes the report
 
 
 @dataclass
@@ -113,7 +110,7 @@ def run_study(
     check_runs(tasks, here=execution.executor != "ray")
     with open_executor(execution, tasks) as execute:  # Ray: connected and checked here
         prepare_output_dir(study_dir)  # before the plan names the report's path in it
-        with _report_lock(study_dir):  # a killed report writer's temporaries go now
+        with record.report_lock(study_dir):  # a killed report writer's temporaries go now
             pass
         for line in describe_plan(study, study_dir):
             progress.message(line)
@@ -124,22 +121,8 @@ def run_study(
     if write_report:
         from gradprobe.analysis import write_report as render
 
-        with _report_lock(study_dir):
-            result.report = render(study_dir)
+        result.report = render(study_dir)  # under the study directory's report lock
     return result
-
-
-@contextlib.contextmanager
-def _report_lock(study_dir: Path) -> Iterator[None]:
-    """Held while the report is written, so that the temporaries a killed report writer left
-    (`figures/.x.png.XXXX.tmp`) can be told from a live writer's and removed first."""
-    from filelock import FileLock
-
-    with FileLock(str(study_dir / REPORT_LOCK)):
-        for folder in (study_dir, study_dir / record.FIGURES_DIR):
-            if folder.is_dir():
-                remove_stale_temporaries(folder)
-        yield
 
 
 @contextlib.contextmanager
