@@ -23,6 +23,7 @@ from gradprobe.record import RunState
 
 POINTS = ("step0", "first", "last")  # where the flow is judged: initialisation, epochs
 GRADIENT_METRICS = ("weight_grad_norm", "output_grad_norm")  # the two the verdicts combine
+METRIC_WORDS = {"weight_grad_norm": "weight gradient", "output_grad_norm": "output gradient"}
 
 # `seed=N` at the start or after a separator, with the comma that follows it
 _SEED_PART = re.compile(r"(?:^|(?<=[.,]))seed=-?\d+(?:,|$)")
@@ -149,8 +150,7 @@ class Configuration:
         distinct = {t for t in texts.values() if t != NO_VERDICT}
         if len(distinct) <= 1:
             return distinct.pop() if distinct else NO_VERDICT
-        words = {"weight_grad_norm": "weight gradient", "output_grad_norm": "output gradient"}
-        return "; ".join(f"{words[m]} {t}" for m, t in texts.items())
+        return "; ".join(f"{METRIC_WORDS[m]} {t}" for m, t in texts.items())
 
     def outcome(self) -> str:
         """"at chance", "at chance in 2 of 3 seeds" or ""."""

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradprobe.analysis.configurations import METRIC_WORDS
 from gradprobe.analysis.load import RunData
 from gradprobe.analysis.summary import VERDICT_THRESHOLDS, fit_kind, fitted_layers
 from gradprobe.record import Col, GradCol, StepCol
@@ -73,7 +74,6 @@ GRADIENT_METRIC = "weight_grad_norm"  # the ratio at initialisation: the report'
 DEAD_METRIC = "dead_fraction"
 LOGITS_METRIC = "output_grad_norm"
 VANISHING_METRICS = (GRADIENT_METRIC, LOGITS_METRIC)  # either one vanishing at step 0 counts
-METRIC_WORDS = {GRADIENT_METRIC: "weight gradient", LOGITS_METRIC: "output gradient"}
 
 VANISHING = "vanishing_at_init"
 DEAD_UNITS = "dead_units"

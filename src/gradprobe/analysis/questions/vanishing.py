@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from gradprobe.analysis.configurations import Configuration
+from gradprobe.analysis.configurations import METRIC_WORDS, Configuration
 from gradprobe.analysis.document import Block, Context, Section, answer, p
 from gradprobe.analysis.figures.overview import plot_overview
 from gradprobe.analysis.format import fmt_ratio, join_words
@@ -43,7 +43,6 @@ def categories(configs: list[Configuration]) -> dict[str, list[Configuration]]:
     return found
 
 
-METRIC_WORDS = {"weight_grad_norm": "weight gradient", "output_grad_norm": "output gradient"}
 
 
 def listed(configs: list[Configuration], point: str) -> str:
